@@ -1,0 +1,7 @@
+"""Trains a CNN classifier: python -m cnn.main --config=configs/cnn_seed.py [--workdir=DIR]."""
+
+from common import cli
+from cnn import train
+
+if __name__ == "__main__":
+  cli.run(train.train_and_evaluate)

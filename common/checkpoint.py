@@ -1,0 +1,120 @@
+"""Orbax checkpoints for exact resume, the workdir's config guard, and preemption (SIGTERM)."""
+
+import datetime
+import json
+import signal
+import threading
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
+
+from common import config as cfg
+
+# Keys that may change between a run and its resumption without changing what is computed.
+RESUMABLE_KEYS = ("num_epochs", "data_dir", "manual_dir", "steps_per_call",
+                  "checkpoint_every_epochs", "max_checkpoints", "eval_every_epochs",
+                  "classifier_workdir", "sample_every_epochs", "progress_bar")
+
+
+class WorkdirError(RuntimeError):
+  """A workdir that holds a different run; the message lists what differs and what to do."""
+
+
+def check_workdir(workdir: str, config_dict: dict, fresh: bool) -> None:
+  """Refuses a workdir whose checkpoints come from another config; with fresh, archives them."""
+  wd = epath.Path(workdir)
+  saved_path = wd / "config.json"
+  has_checkpoints = (wd / "checkpoints").exists() and any((wd / "checkpoints").iterdir())
+  if not saved_path.exists() or not has_checkpoints:
+    return
+  diffs = cfg.differences(json.loads(saved_path.read_text()), config_dict, RESUMABLE_KEYS)
+  if not diffs:
+    return
+  if not fresh:
+    raise WorkdirError(
+        f"Workdir {workdir} holds checkpoints of a different config ({len(diffs)} fields differ: "
+        + "; ".join(diffs) + "). Use another --workdir, or pass --fresh to archive the old run "
+        "and start afresh.")
+  if jax.process_index() == 0:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    archive = wd / "archive" / stamp
+    archive.mkdir(parents=True)
+    for child in wd.iterdir():
+      if child.name != "archive":
+        child.rename(archive / child.name)
+  multihost_utils.sync_global_devices("archive_workdir")
+
+
+class Checkpoints:
+  """The run's state and a JSON 'meta' record, saved together under workdir/checkpoints."""
+
+  def __init__(self, workdir: str, max_to_keep: int):
+    self.manager = ocp.CheckpointManager(
+        epath.Path(workdir) / "checkpoints",
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, meta: dict) -> None:
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore(self, like_state, step: int | None = None):
+    """Restores (state, meta) with the shapes, dtypes and shardings of `like_state`."""
+    step = self.latest_step() if step is None else step
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return out.state, out.meta
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def restore_latest(workdir: str, like_state):
+  """(state, meta, step) of the latest checkpoint in workdir, for sampling and evaluation."""
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists():
+    raise FileNotFoundError(f"No checkpoint in {workdir}: train there first.")
+  ckpts = Checkpoints(workdir, max_to_keep=10**6)
+  step = ckpts.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint in {workdir}: train there first.")
+  state, meta = ckpts.restore(like_state, step)
+  ckpts.close()
+  return state, meta, step
+
+
+class Preemption:
+  """Notices SIGTERM (how a Cloud TPU VM announces preemption) so the loop can save and exit.
+
+  Multi-process runs ask JAX's coordination service instead, so every process stops at the same
+  step; single-process runs use a signal handler.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if jax.process_count() == 1 and _in_main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _in_main_thread() -> bool:
+  return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,260 @@
+"""Datasets: TFDS (or the mnist1d generator) read once per process, then held on device, sharded.
+
+A split on device is `images[S, n, ...]`, `labels[S, n]` (and `mask[S, n]` for evaluation splits,
+False on padding), with the leading shard axis S split over the mesh's 'data' axis: each device
+holds its own n examples and each process reads only the examples of its own devices.
+Each epoch every shard is shuffled on device (`epoch_batches`), so no host work happens per step.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from common import parallel
+
+# TensorFlow (imported by TFDS) logs noise at import unless told not to before.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Names common.data loads without TFDS.
+GENERATED = ("mnist1d",)
+# TFDS datasets small enough to hold on an accelerator as uint8.
+KNOWN_TFDS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped")
+MANUAL_DIR_ENV = "TFDS_MANUAL_DIR"
+DATA_DIR_ENV = "TFDS_DATA_DIR"
+# ../shared/data/<name> beside the repository: where this project's machines keep offline copies.
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class DataError(RuntimeError):
+  """A dataset that can't be loaded; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSplit:
+  """One process's share of a split, in numpy."""
+  images: np.ndarray  # [N, ...] uint8 images or float features
+  labels: np.ndarray  # [N] int32
+  total: int          # examples in the whole split, over every process
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSplit:
+  """A split held on device; arrays sharded on their leading (shard) axis."""
+  images: jax.Array        # [S, n, ...]
+  labels: jax.Array        # [S, n]
+  mask: jax.Array | None   # [S, n] bool, False on padding; None for training splits
+  num_examples: int        # real examples, padding excluded
+
+  @property
+  def per_shard(self) -> int:
+    return self.images.shape[1]
+
+
+jax.tree_util.register_dataclass(
+    DeviceSplit, data_fields=["images", "labels", "mask"], meta_fields=["num_examples"])
+
+
+def manual_dir(config) -> str | None:
+  """config.manual_dir, else $TFDS_MANUAL_DIR, else ../shared/data/<dataset> if it exists."""
+  if config.manual_dir:
+    return os.path.expanduser(config.manual_dir)
+  if os.environ.get(MANUAL_DIR_ENV):
+    return os.environ[MANUAL_DIR_ENV]
+  shared = SHARED_DATA / config.dataset
+  return str(shared) if shared.is_dir() else None
+
+
+def data_dir(config) -> str:
+  return os.path.expanduser(
+      config.data_dir or os.environ.get(DATA_DIR_ENV) or "~/tensorflow_datasets")
+
+
+def _hide_accelerators_from_tf():
+  """TFDS imports TensorFlow; it must never allocate accelerator memory that JAX needs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  try:
+    tf.config.set_visible_devices([], "TPU")
+  except (ValueError, RuntimeError):
+    pass
+
+
+def _tfds_builder(config):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _hide_accelerators_from_tf()
+  try:
+    builder = tfds.builder(config.dataset, data_dir=data_dir(config))
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(
+        f"config.dataset={config.dataset!r} is not a TFDS dataset; use one of "
+        f"{', '.join(KNOWN_TFDS + GENERATED)} (or any other TFDS name).") from None
+  if builder.is_prepared():
+    return builder
+  mdir = manual_dir(config)
+  where = (f"Put the original files in a folder and pass it as --config.manual_dir=DIR "
+           f"(or ${MANUAL_DIR_ENV}); TFDS then prepares {config.dataset!r} offline into "
+           f"{data_dir(config)}.")
+  if mdir is not None and not os.path.isdir(mdir):
+    raise DataError(f"manual_dir {mdir!r} for dataset {config.dataset!r} does not exist. {where}")
+  try:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=mdir))
+  except Exception as e:  # TFDS raises many kinds; each means the same thing to the user.
+    kind = type(e).__name__
+    if "Checksum" in kind or "checksum" in str(e):
+      raise DataError(
+          f"A file for dataset {config.dataset!r} has the wrong checksum ({kind}: "
+          f"{str(e).splitlines()[0][:300]}). Replace it with the original file. {where}") from None
+    raise DataError(
+        f"Dataset {config.dataset!r} is not prepared in {data_dir(config)} and could not be "
+        f"prepared from manual_dir={mdir!r} or downloaded ({kind}: "
+        f"{str(e).splitlines()[0][:300] if str(e) else ''}). {where}") from None
+  return builder
+
+
+def _split_sizes(config, builder) -> tuple[int, int]:
+  """Sizes of the training and validation parts of the 'train' split (Keras's validation_split)."""
+  n = builder.info.splits["train"].num_examples if builder else 4000
+  n_val = int(round(n * config.validation_split))
+  return n - n_val, n_val
+
+
+def _read_tfds(builder, split: str) -> HostSplit:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  total = builder.info.splits[split].num_examples
+  share = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)[jax.process_index()]
+  arrays = tfds.as_numpy(builder.as_dataset(split=share, batch_size=-1))
+  return HostSplit(np.asarray(arrays["image"]), np.asarray(arrays["label"], np.int32), total)
+
+
+def _mnist1d() -> dict[str, np.ndarray]:
+  """MNIST-1D from its generator with the paper's default arguments (seed 42, 4000/1000)."""
+  from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
+  d = make_dataset(get_dataset_args())
+  return {"train_x": d["x"].astype(np.float32)[..., None], "train_y": d["y"].astype(np.int32),
+          "test_x": d["x_test"].astype(np.float32)[..., None],
+          "test_y": d["y_test"].astype(np.int32)}
+
+
+def _process_share(images, labels) -> HostSplit:
+  parts = np.array_split(np.arange(len(labels)), jax.process_count())[jax.process_index()]
+  return HostSplit(images[parts], labels[parts], len(labels))
+
+
+def load_host(config) -> dict[str, HostSplit]:
+  """This process's share of 'train', 'val' (if validation_split > 0) and 'test', in numpy."""
+  if config.dataset == "mnist1d":
+    d = _mnist1d()
+    n_train = len(d["train_y"]) - int(round(len(d["train_y"]) * config.validation_split))
+    out = {"train": _process_share(d["train_x"][:n_train], d["train_y"][:n_train]),
+           "test": _process_share(d["test_x"], d["test_y"])}
+    if n_train < len(d["train_y"]):
+      out["val"] = _process_share(d["train_x"][n_train:], d["train_y"][n_train:])
+    return out
+  builder = _tfds_builder(config)
+  n_train, n_val = _split_sizes(config, builder)
+  out = {"train": _read_tfds(builder, f"train[:{n_train}]"),
+         "test": _read_tfds(builder, "test")}
+  if n_val:
+    out["val"] = _read_tfds(builder, f"train[{n_train}:]")
+  return out
+
+
+def to_device(mesh: Mesh, split: HostSplit, *, pad_to: int | None = None) -> DeviceSplit:
+  """Shards a split over the mesh.
+
+  Training splits (pad_to=None) drop the few examples that don't fill every shard equally.
+  Evaluation splits keep every example: each shard is padded to a multiple of `pad_to`, with mask.
+  """
+  n_local_devices = len(mesh.local_devices)
+  n_proc = len(split.labels)
+  if pad_to is None:
+    per_shard = n_proc // n_local_devices
+    if per_shard == 0:
+      raise DataError(f"{n_proc} examples can't be split over {n_local_devices} devices.")
+    images = split.images[:per_shard * n_local_devices]
+    labels = split.labels[:per_shard * n_local_devices]
+    mask = None
+    kept = per_shard * n_local_devices * jax.process_count()
+  else:
+    # Same per-shard size on every process, from the largest process share.
+    largest = -(-split.total // jax.process_count())
+    per_shard = -(-largest // n_local_devices)
+    per_shard = -(-per_shard // pad_to) * pad_to
+    pad = per_shard * n_local_devices - n_proc
+    images = np.concatenate([split.images, np.zeros((pad,) + split.images.shape[1:],
+                                                    split.images.dtype)])
+    labels = np.concatenate([split.labels, np.zeros((pad,), np.int32)])
+    mask = np.arange(len(labels)) < n_proc
+    kept = split.total
+
+  def shard(a):
+    local = a.reshape((n_local_devices, per_shard) + a.shape[1:])
+    return parallel.global_array(mesh, local, (mesh.size, per_shard) + a.shape[1:])
+
+  return DeviceSplit(shard(images), shard(labels), None if mask is None else shard(mask), kept)
+
+
+def epoch_permutation(key: jax.Array, num_shards: int, per_shard: int) -> jax.Array:
+  """[S, n] int32: an independent shuffle of each shard's examples, drawn on device."""
+  keys = jax.random.split(key, num_shards)
+  return jax.vmap(lambda k: jax.random.permutation(k, per_shard))(keys).astype(jnp.int32)
+
+
+def gather_batches(split: DeviceSplit, perm: jax.Array, start: jax.Array, num_batches: int,
+                   per_shard_batch: int) -> dict[str, jax.Array]:
+  """Batches `start .. start+num_batches` of this epoch's order: image [k, B, ...], label [k, B].
+
+  Each shard contributes `per_shard_batch` of its own examples to every global batch B, so the
+  gather is local to each device: no example crosses devices.
+  """
+  take = num_batches * per_shard_batch
+  idx = jax.lax.dynamic_slice_in_dim(perm, start * per_shard_batch, take, axis=1)  # [S, k*b]
+
+  def gather(a):
+    x = jax.vmap(lambda rows, i: rows[i])(a, idx)                      # [S, k*b, ...]
+    x = x.reshape((x.shape[0], num_batches, per_shard_batch) + x.shape[2:])
+    x = jnp.moveaxis(x, 1, 0)                                          # [k, S, b, ...]
+    return x.reshape((num_batches, -1) + x.shape[3:])                  # [k, S*b, ...]
+
+  return {"image": gather(split.images), "label": gather(split.labels)}
+
+
+def to_float(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0),
+             dtype=jnp.float32) -> jax.Array:
+  """uint8 pixels to floats in value_range, on device; float features pass through."""
+  if not jnp.issubdtype(images.dtype, jnp.integer):
+    return images.astype(dtype)
+  lo, hi = value_range
+  return (images.astype(dtype) * ((hi - lo) / 255.0) + lo).astype(dtype)
+
+
+def load(config, mesh: Mesh, *, train_batch: int, eval_batch: int) -> dict[str, DeviceSplit]:
+  """Every split of config.dataset on device: 'train' for training, 'val' and 'test' padded."""
+  host = load_host(config)
+  if config.train_examples:
+    share = -(-config.train_examples // jax.process_count())
+    t = host["train"]
+    host["train"] = HostSplit(t.images[:share], t.labels[:share],
+                              min(t.total, config.train_examples))
+  per_device_eval = parallel.check_batch(eval_batch, mesh, "eval_batch_size")
+  parallel.check_batch(train_batch, mesh)
+  out = {"train": to_device(mesh, host["train"])}
+  for name in ("val", "test"):
+    if name in host:
+      out[name] = to_device(mesh, host[name], pad_to=per_device_eval)
+  n_local = out["train"].per_shard
+  if n_local * mesh.size < train_batch:
+    raise DataError(f"The training split holds {n_local * mesh.size} examples, fewer than one "
+                    f"batch of {train_batch}; lower config.batch_size.")
+  return out
+
+
+def steps_per_epoch(split: DeviceSplit, global_batch: int, batches_per_step: int = 1) -> int:
+  per_shard_batch = global_batch // split.images.shape[0]
+  return split.per_shard // (per_shard_batch * batches_per_step)

@@ -1,0 +1,175 @@
+"""Layers with one calling convention, `layer(x, *, train, key)`, and a Keras-like `Sequential`.
+
+Inputs are channels-last: [B, L, C] for sequences (1-D) and [B, H, W, C] for images (2-D); the
+same Conv and MaxPool serve both. Pooling is written as reshape-and-max because XLA:CPU
+differentiates that several times faster than `lax.reduce_window` (see BENCHMARKS.md).
+"""
+
+import re
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Activation = Callable[[jax.Array], jax.Array] | None
+ACTIVATIONS = {"relu": jax.nn.relu, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
+               "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "linear": None, None: None}
+
+
+def max_pool(x: jax.Array, window: int) -> jax.Array:
+  """Non-overlapping max pool over every spatial axis (stride = window), flooring odd sizes."""
+  if window == 1:
+    return x
+  spatial = x.shape[1:-1]
+  kept = tuple(n // window * window for n in spatial)
+  x = x[(slice(None),) + tuple(slice(0, k) for k in kept)]
+  shape = [x.shape[0]]
+  for k in kept:
+    shape += [k // window, window]
+  x = x.reshape(shape + [x.shape[-1]])
+  return x.max(axis=tuple(2 + 2 * i for i in range(len(spatial))))
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+  """Inverted dropout, as Keras: kept units are scaled by 1 / (1 - rate)."""
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+
+class Layer(nnx.Module):
+  """Base of the layers below: `keras_name` is the type shown by `summary`."""
+  keras_name = "Layer"
+  stochastic = False
+
+  def __call__(self, x, *, train: bool = False, key: jax.Array | None = None):
+    raise NotImplementedError
+
+
+class Dense(Layer):
+  keras_name = "Dense"
+
+  def __init__(self, in_features: int, features: int, activation: str | None = None, *,
+               dtype=None, kernel_init=nnx.initializers.glorot_uniform(), rngs: nnx.Rngs):
+    self.linear = nnx.Linear(in_features, features, dtype=dtype, kernel_init=kernel_init,
+                             rngs=rngs)
+    self.activation = ACTIVATIONS[activation]
+
+  def __call__(self, x, *, train=False, key=None):
+    y = self.linear(x)
+    return self.activation(y) if self.activation else y
+
+
+class Conv(Layer):
+  """Conv1D or Conv2D by the length of kernel_size; Keras's glorot-uniform init by default."""
+
+  def __init__(self, in_features: int, features: int, kernel_size: Sequence[int],
+               strides: int = 1, padding: str = "VALID", activation: str | None = None, *,
+               dtype=None, kernel_init=nnx.initializers.glorot_uniform(), rngs: nnx.Rngs):
+    self.keras_name = f"Conv{len(kernel_size)}D"
+    self.conv = nnx.Conv(in_features, features, tuple(kernel_size), strides, padding=padding,
+                         dtype=dtype, kernel_init=kernel_init, rngs=rngs)
+    self.activation = ACTIVATIONS[activation]
+
+  def __call__(self, x, *, train=False, key=None):
+    y = self.conv(x)
+    return self.activation(y) if self.activation else y
+
+
+class MaxPool(Layer):
+  def __init__(self, window: int = 2, ndim: int = 2):
+    self.keras_name = f"MaxPooling{ndim}D"
+    self.window = window
+
+  def __call__(self, x, *, train=False, key=None):
+    return max_pool(x, self.window)
+
+
+class Dropout(Layer):
+  keras_name = "Dropout"
+  stochastic = True
+
+  def __init__(self, rate: float):
+    self.rate = rate
+
+  def __call__(self, x, *, train=False, key=None):
+    if not train or self.rate == 0.0:
+      return x
+    return dropout(x, self.rate, key)
+
+
+class Flatten(Layer):
+  keras_name = "Flatten"
+
+  def __call__(self, x, *, train=False, key=None):
+    return x.reshape(x.shape[0], -1)
+
+
+class GlobalAvgPool(Layer):
+  keras_name = "GlobalAveragePooling"
+
+  def __call__(self, x, *, train=False, key=None):
+    return x.mean(axis=tuple(range(1, x.ndim - 1)))
+
+
+class BatchNorm(Layer):
+  """Batch normalization; statistics are nnx.BatchStat variables (the model_state)."""
+  keras_name = "BatchNormalization"
+
+  def __init__(self, features: int, momentum: float = 0.9, *, dtype=None, rngs: nnx.Rngs):
+    self.norm = nnx.BatchNorm(features, momentum=momentum, epsilon=1e-5, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x, *, train=False, key=None):
+    return self.norm(x, use_running_average=not train)
+
+
+class Activation(Layer):
+  keras_name = "Activation"
+
+  def __init__(self, name: str):
+    self.fn = ACTIVATIONS[name]
+
+  def __call__(self, x, *, train=False, key=None):
+    return self.fn(x)
+
+
+class Sequential(nnx.Module):
+  """Layers applied in order; stochastic layers get fold_in(key, index)."""
+
+  def __init__(self, *layers: Layer):
+    self.layers = nnx.List(layers) if hasattr(nnx, "List") else list(layers)
+
+  def __call__(self, x, *, train: bool = False, key: jax.Array | None = None):
+    for i, layer in enumerate(self.layers):
+      sub = jax.random.fold_in(key, i) if (layer.stochastic and train) else None
+      x = layer(x, train=train, key=sub)
+    return x
+
+
+def count_params(module: nnx.Module) -> int:
+  return sum(int(p.size) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def summary(model: Sequential, input_shape: Sequence[int], name: str) -> str:
+  """Keras's model.summary(): each layer's type, output shape and parameter count, then totals."""
+  rows, spec = [], jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32)
+  counts: dict[str, int] = {}
+  for layer in model.layers:
+    spec = jax.eval_shape(lambda x, layer=layer: layer(x, train=False), spec)
+    base = re.sub("([a-z])([A-Z])", r"\1_\2", layer.keras_name).lower()
+    n = counts.get(base, 0)
+    counts[base] = n + 1
+    label = f"{base}{'_' + str(n) if n else ''} ({layer.keras_name})"
+    rows.append((label, str((None,) + spec.shape[1:]), f"{count_params(layer):,}"))
+  widths = [max(len(h), *(len(r[i]) for r in rows)) + 2
+            for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+  line = lambda cells: "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # pylint: disable=g-long-lambda
+  rule = "=" * sum(widths)
+  total = count_params(model)
+  other = sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+  out = [f'Model: "{name}"', "_" * sum(widths), line(("Layer (type)", "Output Shape", "Param #")),
+         rule]
+  out += [line(r) for r in rows]
+  out += [rule, f"Total params: {total + other:,}", f"Trainable params: {total:,}",
+          f"Non-trainable params: {other:,}", "_" * sum(widths)]
+  return "\n".join(out)

@@ -1,0 +1,59 @@
+"""Pictures written to the workdir: training curves (one panel per metric) and image grids."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def training_curves(history: list[dict], path: str, panels: list[tuple[str, ...]],
+                    title: str = "") -> None:
+  """One panel per tuple of metric names, each drawn against the epoch (the course's Figure 3)."""
+  epochs = [r["epoch"] for r in history]
+  fig, axes = plt.subplots(len(panels), 1, figsize=(6, 3.2 * len(panels)), sharex=True,
+                           squeeze=False)
+  for ax, names in zip(axes[:, 0], panels):
+    for name in names:
+      values = [r.get(name) for r in history]
+      if any(v is not None for v in values):
+        label = ("validation " + name[4:]) if name.startswith("val_") else name
+        ax.plot(epochs, [np.nan if v is None else v for v in values], label=label)
+    ax.set_ylabel(names[0])
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[-1, 0].set_xlabel("epoch")
+  if title:
+    axes[0, 0].set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def grid(images: np.ndarray, rows: int) -> np.ndarray:
+  """[N, H, W, C] -> one [rows*H, cols*W, C] mosaic, row-major."""
+  n, h, w, c = images.shape
+  cols = -(-n // rows)
+  padded = np.zeros((rows * cols, h, w, c), images.dtype)
+  padded[:n] = images
+  return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def save_grid(images_uint8: np.ndarray, path: str, rows: int, title: str = "",
+              row_labels: list[str] | None = None) -> None:
+  """Saves a grid of uint8 images [N, H, W, C] as a PNG."""
+  mosaic = grid(images_uint8, rows)
+  fig, ax = plt.subplots(figsize=(mosaic.shape[1] / 40 + 1, mosaic.shape[0] / 40 + 0.6))
+  cmap = "gray" if mosaic.shape[-1] == 1 else None
+  ax.imshow(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic, cmap=cmap, vmin=0, vmax=255)
+  ax.set_xticks([])
+  if row_labels:
+    h = images_uint8.shape[1]
+    ax.set_yticks([h * (i + 0.5) for i in range(rows)], row_labels)
+  else:
+    ax.set_yticks([])
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,210 @@
+"""PyTorch (eager, CPU) peer benchmark: steady-state training throughput.
+
+Trains the same models as the JAX code so their throughput can be compared as a
+ratio measured in the same run on the same machine. torch.set_num_threads(--threads),
+default: the number of usable cores. Default NCHW layout, float32, no torch.compile.
+
+  cnn_seed  The course's Keras CNN (27,320 params): Conv2d(1,16,3)+ReLU -> MaxPool(2)
+            -> Dropout(.25) -> Flatten -> Linear(2704,10)+ReLU -> Dropout(.5)
+            -> Linear(10,10); softmax cross-entropy (F.cross_entropy on logits);
+            Adadelta(lr=1.0, rho=0.95, eps=1e-7); batch 128 on the first 48,000
+            MNIST training images (the 80% that validation_split=0.2 keeps),
+            pixels /255, pre-loaded as one tensor; each epoch shuffles indices
+            (torch.randperm) and indexes batches. Epoch 1 is warm-up; the median of
+            the remaining epoch times is reported.
+  acgan     The Keras MNIST ACGAN example. One step = one discriminator update on
+            100 real + 100 generated images (aux-class loss weighted 2 on real, 0 on
+            fake, labels soft_one=0.95, as in the example) and one generator update
+            through the discriminator on --gen_batch fresh noise samples (200 = 2*100
+            as in the example by default). Adam(2e-4, betas=(0.5, 0.999), eps=1e-7
+            as Keras). 'same' padding as Keras (stride-2 convs use padding=1: same
+            output shape, symmetric instead of TF's bottom/right-only padding).
+            The first --warmup steps are excluded; throughput is the total over the
+            --steps timed steps, in real images/s (100 per step).
+
+Run (from the repo root, in the peers venv):
+  /work/venv-peers/bin/python scripts/peers/torch_peer.py --model=cnn_seed --epochs=3 --json
+  /work/venv-peers/bin/python scripts/peers/torch_peer.py --model=acgan --warmup=5 --steps=30 --json
+Prints exactly one JSON line on stdout with --json (logs go to stderr).
+"""
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LATENT = 100
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def load_mnist(mnist_dir):
+    def read(name, offset):
+        with gzip.open(Path(mnist_dir) / name, "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    x = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)
+    y = read("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
+    return x, y
+
+
+# ----------------------------------------------------------------- cnn_seed
+def bench_cnn_seed(args, x, y):
+    n = 48000
+    x = torch.from_numpy(x[:n].astype(np.float32) / 255.0)
+    y = torch.from_numpy(y[:n])
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(16 * 13 * 13, 10), nn.ReLU(), nn.Dropout(0.5), nn.Linear(10, 10))
+    assert sum(p.numel() for p in model.parameters()) == 27320
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    steps = args.steps or -(-n // args.batch)
+    n_used = min(n, steps * args.batch)
+    model.train()
+    times = []
+    for epoch in range(args.epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_used)
+        for i in range(steps):
+            idx = perm[i * args.batch:(i + 1) * args.batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+        log(f"  epoch {epoch + 1}: {times[-1]:.2f}s loss={loss.item():.4f}")
+    sec = statistics.median(times[1:] or times)
+    return {"examples_per_sec": n_used / sec, "ms_per_step": 1000 * sec / steps,
+            "batch": args.batch, "steps": steps * max(1, args.epochs - 1),
+            "epoch_seconds": [round(t, 3) for t in times]}
+
+
+# -------------------------------------------------------------------- acgan
+class Generator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, LATENT)
+        nn.init.xavier_normal_(self.emb.weight)
+        self.fc = nn.Sequential(nn.Linear(LATENT, 1024), nn.ReLU(), nn.Linear(1024, 128 * 7 * 7), nn.ReLU())
+        conv1 = nn.Conv2d(128, 256, 5, padding="same")
+        nn.init.kaiming_normal_(conv1.weight, nonlinearity="relu")
+        self.conv = nn.Sequential(
+            nn.Upsample(scale_factor=2), conv1, nn.ReLU(),
+            nn.Upsample(scale_factor=2), nn.Conv2d(256, 128, 5, padding="same"), nn.ReLU(),
+            nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(128, 1, 2), nn.Tanh())  # TF "same" for k=2
+
+    def forward(self, z, c):
+        return self.conv(self.fc(z * self.emb(c)).view(-1, 128, 7, 7))
+
+
+class Discriminator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layers, cin = [], 1
+        for cout, stride in [(32, 2), (64, 1), (128, 2), (256, 1)]:
+            layers += [nn.Conv2d(cin, cout, 3, stride, padding=1), nn.LeakyReLU(0.2), nn.Dropout(0.3)]
+            cin = cout
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.fake = nn.Linear(256 * 7 * 7, 1)  # logits: sigmoid folded into the loss
+        self.aux = nn.Linear(256 * 7 * 7, 10)  # logits: softmax folded into the loss
+
+    def forward(self, x):
+        h = self.features(x)
+        return self.fake(h)[:, 0], self.aux(h)
+
+
+def bench_acgan(args, x, y):
+    x = torch.from_numpy((x.astype(np.float32) - 127.5) / 127.5)
+    y = torch.from_numpy(y)
+    gen, disc = Generator(), Discriminator()
+    gen.train()
+    disc.train()
+    g_opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
+    b, gb = args.batch, args.gen_batch
+    y_d = torch.tensor([0.95] * b + [0.0] * b)
+    w_aux = torch.tensor([2.0] * b + [0.0] * b)
+    trick = torch.full((gb,), 0.95)
+    perm = torch.randperm(len(x))
+
+    def step(i):
+        idx = perm[(i * b) % (len(x) - b):][:b]
+        z = torch.rand(b, LATENT) * 2 - 1
+        c = torch.randint(0, 10, (b,))
+        with torch.no_grad():
+            fake = gen(z, c)
+        p_fake, p_aux = disc(torch.cat([x[idx], fake]))
+        aux_y = torch.cat([y[idx], c])
+        d_loss = (F.binary_cross_entropy_with_logits(p_fake, y_d)
+                  + (F.cross_entropy(p_aux, aux_y, reduction="none") * w_aux).mean())
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        z = torch.rand(gb, LATENT) * 2 - 1
+        c = torch.randint(0, 10, (gb,))
+        disc.requires_grad_(False)  # frozen discriminator, as the example's combined model
+        p_fake, p_aux = disc(gen(z, c))
+        g_loss = F.binary_cross_entropy_with_logits(p_fake, trick) + F.cross_entropy(p_aux, c)
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        disc.requires_grad_(True)
+        return d_loss.item(), g_loss.item()
+
+    t_start = t0 = time.perf_counter()
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            t0 = time.perf_counter()
+        d_loss, g_loss = step(i)
+        if i < args.warmup or (i - args.warmup + 1) % 10 == 0:
+            log(f"  step {i + 1}: {time.perf_counter() - t_start:.1f}s d_loss={d_loss:.4f} g_loss={g_loss:.4f}")
+    sec = time.perf_counter() - t0
+    return {"examples_per_sec": args.steps * b / sec, "ms_per_step": 1000 * sec / args.steps,
+            "batch": b, "gen_batch": gb, "steps": args.steps}
+
+
+def main():
+    default_dir = os.environ.get("MNIST_DIR", str(REPO_ROOT.parent / "shared" / "data" / "mnist"))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=["cnn_seed", "acgan"], default="cnn_seed")
+    p.add_argument("--epochs", type=int, default=3, help="cnn_seed: epochs (the first is warm-up)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="cnn_seed: steps per epoch (default: full epoch); acgan: timed steps (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="acgan: untimed warm-up steps")
+    p.add_argument("--batch", type=int, default=None, help="default 128 (cnn_seed) / 100 (acgan)")
+    p.add_argument("--gen_batch", type=int, default=200, help="acgan: generator-update batch (example: 2*100)")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--mnist_dir", default=default_dir)
+    p.add_argument("--json", action="store_true", help="print one JSON line on stdout")
+    args = p.parse_args()
+    args.batch = args.batch or (128 if args.model == "cnn_seed" else 100)
+    if args.model == "acgan" and args.steps is None:
+        args.steps = 30
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, y = load_mnist(args.mnist_dir)
+    log(f"[torch {args.model}]")
+    res = (bench_cnn_seed if args.model == "cnn_seed" else bench_acgan)(args, x, y)
+    out = {"framework": f"torch {torch.__version__} eager", "model": args.model, **res,
+           "threads": args.threads}
+    if args.json:
+        print(json.dumps(out), flush=True)
+    else:
+        print(f"{out['framework']} {args.model}: {out['examples_per_sec']:.1f} img/s, "
+              f"{out['ms_per_step']:.2f} ms/step ({args.threads} threads)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Layers: the course's worked examples, pooling, and the Keras summary of the course model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from common import layers
+from cnn import models
+
+
+def test_course_1d_convolution_and_pooling_example():
+  series = jnp.array([1.2, 0.9, -0.8, 0.7, 1.5, -1.3, -1.0, 0.7, 1.3, 1.4])
+  conv = nnx.Conv(1, 1, (3,), padding="VALID", use_bias=False, rngs=nnx.Rngs(0))
+  conv.kernel[...] = jnp.array([1.0, 2.0, 1.0]).reshape(3, 1, 1)
+  out = conv(series.reshape(1, 10, 1))[0, :, 0]
+  np.testing.assert_allclose(out, [2.2, 0.0, 2.1, 2.4, -2.1, -2.6, 1.7, 4.7], atol=1e-6)
+  # Two zeros of padding at each end, then the maximum of each window of three.
+  padded = jnp.pad(out, (2, 2)).reshape(1, 12, 1)
+  np.testing.assert_allclose(layers.max_pool(padded, 3)[0, :, 0], [2.2, 2.4, 1.7, 4.7], atol=1e-6)
+
+
+def test_course_2x2_max_pool_example():
+  image = jnp.array([[1, 1, 2, 4],
+                     [5, 6, 7, 8],
+                     [3, 2, 1, 0],
+                     [1, 2, 3, 4]], jnp.float32).reshape(1, 4, 4, 1)
+  np.testing.assert_array_equal(layers.max_pool(image, 2)[0, :, :, 0], [[6, 8], [3, 4]])
+
+
+def test_max_pool_matches_reduce_window_and_floors_odd_sizes():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 27, 26, 3))
+  expected = nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+  np.testing.assert_array_equal(layers.max_pool(x, 2), expected)
+  g1 = jax.grad(lambda x: (layers.max_pool(x, 2) ** 2).sum())(x)
+  g2 = jax.grad(lambda x: (nnx.max_pool(x, (2, 2), strides=(2, 2)) ** 2).sum())(x)
+  np.testing.assert_allclose(g1, g2, atol=1e-6)
+
+
+def test_dropout_keeps_expectation_and_rate():
+  x = jnp.ones((100_000,))
+  y = layers.dropout(x, 0.25, jax.random.PRNGKey(0))
+  assert abs(float((y == 0).mean()) - 0.25) < 0.01
+  assert abs(float(y.mean()) - 1.0) < 0.02
+
+
+def test_seed_cnn_summary_matches_keras():
+  model = models.seed_cnn(rngs=nnx.Rngs(0))
+  text = layers.summary(model, (28, 28, 1), "cnn_seed")
+  assert layers.count_params(model) == 27_320
+  for row in ["conv2d (Conv2D)", "(None, 26, 26, 16)", "160",
+              "max_pooling2d (MaxPooling2D)", "(None, 13, 13, 16)",
+              "flatten (Flatten)", "(None, 2704)", "dense (Dense)", "27,050",
+              "dropout_1 (Dropout)", "dense_1 (Dense)", "110", "Total params: 27,320",
+              "Trainable params: 27,320", "Non-trainable params: 0"]:
+    assert row in text, row
+
+
+def test_one_dimensional_vgg_runs_on_sequences():
+  model = models.vgg_cnn(in_channels=1, image_size=40, ndim=1, rngs=nnx.Rngs(0))
+  out = model(jnp.zeros((4, 40, 1)), train=True, key=jax.random.PRNGKey(0))
+  assert out.shape == (4, 10)

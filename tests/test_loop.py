@@ -1,0 +1,56 @@
+"""The shared loop with a toy task: NaN handling keeps the last good checkpoint."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from common import data as data_lib
+from common import loop
+from common import parallel
+from conftest import latest_params
+
+
+def _toy(nan_from_step: int):
+  tx = optax.sgd(0.1)
+
+  def init(key):
+    params = {"w": jnp.zeros((3,))}
+    return loop.TrainState(step=jnp.int32(0), key=key, params=params, opt_state=tx.init(params),
+                           model_state={})
+
+  def train_step(state, batch, key):
+    x = batch["image"][0].astype(jnp.float32)
+    grads = {"w": state.params["w"] - jnp.mean(x, 0)}  # pulls w to the data mean
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    loss = jnp.where(state.step >= nan_from_step, jnp.nan, jnp.sum(grads["w"] ** 2))
+    return (state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state),
+            {"loss": loss})
+
+  return loop.Task(init=init, train_step=train_step)
+
+
+def _splits(mesh):
+  x = np.random.RandomState(0).randint(0, 255, (64, 3)).astype(np.uint8)
+  return {"train": data_lib.to_device(mesh, data_lib.HostSplit(x, np.zeros(64, np.int32), 64))}
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+  mesh = parallel.make_mesh()
+  c = loop.base_config()
+  c.batch_size, c.num_epochs, c.steps_per_call = 8, 5, 3  # 8 steps per epoch
+  with pytest.raises(loop.NonFiniteError, match="Non-finite loss or metric at step 19;.*step 16"):
+    loop.run(c, str(tmp_path), _toy(nan_from_step=19), _splits(mesh), mesh)
+  state, step = latest_params(str(tmp_path))
+  assert step == 16 and np.all(np.isfinite(state["params"]["w"]))
+
+
+def test_toy_run_finishes_and_logs(tmp_path):
+  mesh = parallel.make_mesh()
+  c = loop.base_config()
+  c.batch_size, c.num_epochs = 8, 3
+  r = loop.run(c, str(tmp_path), _toy(nan_from_step=10**9), _splits(mesh), mesh)
+  assert int(r["state"].step) == 24
+  first = float((tmp_path / "metrics.jsonl").read_text().splitlines()[0].split('"loss": ')[1].split(",")[0])
+  assert r["final_epoch"]["loss"] < 0.1 * first
