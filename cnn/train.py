@@ -1,5 +1,8 @@
 """CNN classification: the train and eval steps, and `train_and_evaluate(config, workdir)`."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -50,7 +53,7 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
                            opt_state=tx.init(params), model_state=model_state)
 
   def logits_fn(params, model_state, images, *, train, key=None):
-    model = nnx.merge(graphdef, params, model_state)
+    model = nnx.merge(graphdef, params, model_state, copy=True)  # fresh Variables in this trace
     logits = model(data_lib.to_float(images, dtype=dtype), train=train, key=key)
     return logits.astype(jnp.float32), nnx.state(model, nnx.BatchStat)
 
@@ -105,3 +108,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   reporting.write_json(workdir, "config.json", cfg.to_dict(config))
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   return loop.run(config, workdir, make_task(config, model, tx, workdir), splits, mesh)
+
+
+def load_trained(workdir: str, mesh, input_shape=(28, 28, 1)):
+  """(config, model) of the latest checkpoint of a CNN run in workdir, in inference mode."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path) or not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(
+        f"No trained classifier in {workdir}: train one with "
+        f"`python -m cnn.main --config=configs/cnn.py --workdir={workdir}`.")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  model = build_model(config, input_shape, 10, jax.random.PRNGKey(config.seed))
+  task = make_task(config, model, optim.make(config.optimizer, 1), workdir)
+  state, _, _ = checkpoint.restore_latest(
+      workdir, parallel.replicate(mesh, task.init(jax.random.PRNGKey(0))))
+  graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+  return config, nnx.merge(graphdef, state.params, state.model_state)

@@ -95,7 +95,7 @@ class Task:
   train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
   eval_step: Callable[[TrainState, Batch], Metrics] | None = None
   batches_per_step: int = 1
-  on_epoch_end: Callable[[TrainState, list[dict]], None] | None = None
+  on_epoch_end: Callable[[TrainState, list[dict], reporting.Writer], None] | None = None
   finish: Callable[[TrainState, list[dict], dict], dict] | None = None
 
 
@@ -266,7 +266,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
       if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
         ckpts.save(step, state, meta)
       if task.on_epoch_end is not None:
-        task.on_epoch_end(state, history)
+        task.on_epoch_end(state, history, writer)
       if preemption.reached(step) and step < total_steps:
         ckpts.save(step, state, meta)
         preempted = True

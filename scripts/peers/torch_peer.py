@@ -25,7 +25,9 @@ default: the number of usable cores. Default NCHW layout, float32, no torch.comp
 Run (from the repo root, in the peers venv):
   /work/venv-peers/bin/python scripts/peers/torch_peer.py --model=cnn_seed --epochs=3 --json
   /work/venv-peers/bin/python scripts/peers/torch_peer.py --model=acgan --warmup=5 --steps=30 --json
-Prints exactly one JSON line on stdout with --json (logs go to stderr).
+Prints exactly one JSON line on stdout with --json (logs go to stderr). Besides wall
+time it reports cpu_ms_per_step (this process's CPU time, all threads, per step): if
+it is well below threads * ms_per_step, other processes were competing for the CPU.
 """
 
 import argparse
@@ -72,9 +74,9 @@ def bench_cnn_seed(args, x, y):
     steps = args.steps or -(-n // args.batch)
     n_used = min(n, steps * args.batch)
     model.train()
-    times = []
+    times, cpu_times = [], []
     for epoch in range(args.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         perm = torch.randperm(n_used)
         for i in range(steps):
             idx = perm[i * args.batch:(i + 1) * args.batch]
@@ -83,9 +85,12 @@ def bench_cnn_seed(args, x, y):
             loss.backward()
             opt.step()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         log(f"  epoch {epoch + 1}: {times[-1]:.2f}s loss={loss.item():.4f}")
     sec = statistics.median(times[1:] or times)
+    cpu = statistics.median(cpu_times[1:] or cpu_times)
     return {"examples_per_sec": n_used / sec, "ms_per_step": 1000 * sec / steps,
+            "cpu_ms_per_step": 1000 * cpu / steps,
             "batch": args.batch, "steps": steps * max(1, args.epochs - 1),
             "epoch_seconds": [round(t, 3) for t in times]}
 
@@ -165,12 +170,13 @@ def bench_acgan(args, x, y):
     t_start = t0 = time.perf_counter()
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         d_loss, g_loss = step(i)
         if i < args.warmup or (i - args.warmup + 1) % 10 == 0:
             log(f"  step {i + 1}: {time.perf_counter() - t_start:.1f}s d_loss={d_loss:.4f} g_loss={g_loss:.4f}")
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"examples_per_sec": args.steps * b / sec, "ms_per_step": 1000 * sec / args.steps,
+            "cpu_ms_per_step": 1000 * cpu / args.steps,
             "batch": b, "gen_batch": gb, "steps": args.steps}
 
 

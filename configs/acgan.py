@@ -1,0 +1,44 @@
+"""ACGAN (Odena et al. 2017), the Keras MNIST example's architecture, as the course runs it.
+
+    python -m gan.main --config=configs/acgan.py            # full size, for an accelerator
+    python -m gan.main --config=configs/acgan.py:cpu        # narrower, ~10 minutes on 2 CPU cores
+    python -m gan.sample --workdir=runs/acgan --num=100 --label=6 --out=sixes.npz --png=sixes.png
+
+G: z ~ U[-1, 1]^100 times a learned class embedding -> Dense 1024 -> Dense 7x7x128 -> upsample ->
+Conv 5x5 256 -> upsample -> Conv 5x5 128 -> Conv 2x2 1, tanh. D: Conv 3x3 32 (stride 2), 64, 128
+(stride 2), 256, each with LeakyReLU 0.2 and Dropout 0.3; a real/fake head and a 10-class head.
+Batch 100, Adam 2e-4, beta1 0.5, auxiliary loss weight 1.
+"""
+
+from configs import gan_base
+from common import optim
+
+
+def get_config(preset: str = ""):
+  c = gan_base.get_config()
+  c.name = "acgan"
+  c.model.arch = "keras_acgan"
+  c.model.latent_dim = 100
+  c.model.latent_dist = "uniform"
+  c.model.conditioning = "multiply"
+  c.model.aux_classifier = True
+  c.model.g_width = 128
+  c.model.g_hidden = 1024
+  c.model.d_width = 32
+  c.model.d_norm = "none"
+  c.model.d_dropout = 0.3
+  c.model.init = "default"
+  c.loss.aux_weight_real = 1.0
+  c.loss.aux_weight_fake = 1.0
+  c.loss.aux_weight_g = 1.0
+  c.g_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
+  c.d_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
+  c.batch_size = 100
+  c.num_epochs = 50
+  if preset == "cpu":
+    c.name = "acgan_cpu"
+    c.model.g_width = 16
+    c.model.g_hidden = 256
+    c.model.d_width = 16
+    c.num_epochs = 3
+  return gan_base.finish(c, preset)

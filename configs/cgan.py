@@ -1,0 +1,26 @@
+"""Conditional GAN (Mirza & Osindero 2014) with a DCGAN backbone: the label goes to G and to D.
+
+    python -m gan.main --config=configs/cgan.py
+    python -m gan.main --config=configs/cgan.py:cpu
+"""
+
+from configs import gan_base
+
+
+def get_config(preset: str = ""):
+  c = gan_base.get_config()
+  c.name = "cgan"
+  c.model.arch = "dcgan"
+  c.model.latent_dim = 100
+  c.model.conditioning = "concat"    # one-hot label concatenated to z
+  c.model.d_conditional = True       # and to D's input as one constant channel per class
+  c.model.g_width = 64
+  c.model.d_width = 64
+  c.batch_size = 64
+  c.num_epochs = 25
+  if preset == "cpu":
+    c.name = "cgan_cpu"
+    c.model.g_width = 32
+    c.model.d_width = 32
+    c.num_epochs = 3
+  return gan_base.finish(c, preset)

@@ -1,0 +1,30 @@
+"""WGAN-GP (Gulrajani et al. 2017): gradient penalty lambda 10, layer-norm critic, Adam (0.5, 0.9).
+
+    python -m gan.main --config=configs/wgan_gp.py
+    python -m gan.main --config=configs/wgan_gp.py:cpu
+"""
+
+from configs import gan_base
+from common import optim
+
+
+def get_config(preset: str = ""):
+  c = gan_base.get_config()
+  c.name = "wgan_gp"
+  c.model.arch = "dcgan"
+  c.model.latent_dim = 128
+  c.model.d_norm = "layer"       # no batch norm in the critic: the penalty is per example
+  c.loss.d = "wasserstein"
+  c.loss.g = "wasserstein"
+  c.loss.gp_weight = 10.0
+  c.d_steps = 5
+  c.g_optimizer = optim.default("adam", learning_rate=1e-4, b1=0.5, b2=0.9)
+  c.d_optimizer = optim.default("adam", learning_rate=1e-4, b1=0.5, b2=0.9)
+  c.batch_size = 64
+  c.num_epochs = 100
+  if preset == "cpu":
+    c.name = "wgan_gp_cpu"
+    c.model.g_width = 32
+    c.model.d_width = 32
+    c.num_epochs = 10
+  return gan_base.finish(c, preset)

@@ -1,0 +1,157 @@
+"""Generators and discriminators (critics): MLP, DCGAN and the Keras MNIST ACGAN, conditional or not.
+
+A `Generator` maps z [B, Z] and labels [B] to images [B, H, W, C] in [-1, 1]; a `Discriminator`
+maps images (and labels) to {'logit': [B], 'class_logits': [B, K] or None}. The families differ only
+in their `Sequential` bodies, built by the functions below from `config.model`.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from common.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Flatten,
+                           LayerNorm, Reshape, Sequential, UpSample)
+
+ARCHS = ("mlp", "dcgan", "keras_acgan")
+# How a conditional model sees the label: the generator concatenates a one-hot vector to z
+# ('concat') or multiplies z by a learned class embedding ('multiply', the Keras ACGAN); the
+# discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its input.
+CONDITIONING = ("none", "concat", "multiply")
+NORMS = ("batch", "layer", "none")
+INITS = ("default", "dcgan")
+
+
+def _init(name: str):
+  """DCGAN's N(0, 0.02) or Keras's glorot-uniform kernels."""
+  return nnx.initializers.normal(0.02) if name == "dcgan" else nnx.initializers.glorot_uniform()
+
+
+def _norm(kind: str, features: int, input_ndim: int, dtype, rngs) -> list:
+  if kind == "batch":
+    return [BatchNorm(features, dtype=dtype, rngs=rngs)]
+  if kind == "layer":
+    return [LayerNorm(features, input_ndim, dtype=dtype, rngs=rngs)]
+  return []
+
+
+class Generator(nnx.Module):
+
+  def __init__(self, body: Sequential, latent_dim: int, num_classes: int, conditioning: str, *,
+               rngs: nnx.Rngs):
+    self.body = body
+    self.num_classes = num_classes
+    self.conditioning = conditioning
+    self.embed = (nnx.Embed(num_classes, latent_dim, embedding_init=nnx.initializers.glorot_normal(),
+                            rngs=rngs) if conditioning == "multiply" else None)
+
+  def __call__(self, z, labels, *, train: bool = False, key=None):
+    if self.conditioning == "concat":
+      z = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], -1)
+    elif self.conditioning == "multiply":
+      z = z * self.embed(labels).astype(z.dtype)
+    return self.body(z, train=train, key=key)
+
+
+class Discriminator(nnx.Module):
+
+  def __init__(self, body: Sequential, features: int, num_classes: int, conditional: bool,
+               aux_classifier: bool, flat_input: bool, *, dtype=None, rngs: nnx.Rngs):
+    self.body = body
+    self.num_classes = num_classes
+    self.conditional = conditional
+    self.flat_input = flat_input
+    self.head = Dense(features, 1, dtype=dtype, rngs=rngs)
+    self.aux = Dense(features, num_classes, dtype=dtype, rngs=rngs) if aux_classifier else None
+
+  def __call__(self, images, labels, *, train: bool = False, key=None):
+    x = images.reshape(images.shape[0], -1) if self.flat_input else images
+    if self.conditional:
+      onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)
+      if not self.flat_input:  # one constant channel per class
+        onehot = jnp.broadcast_to(onehot[:, None, None, :], x.shape[:-1] + (self.num_classes,))
+      x = jnp.concatenate([x, onehot], -1)
+    features = self.body(x, train=train, key=key)
+    return {"logit": self.head(features)[:, 0].astype(jnp.float32),
+            "class_logits": None if self.aux is None else self.aux(features).astype(jnp.float32)}
+
+
+def _mlp(m, shape, zin, dtype, rngs):
+  size = shape[0] * shape[1] * shape[2]
+  w, dw, leaky = m.g_width, m.d_width, "leaky_relu"
+  g = Sequential(Dense(zin, w, leaky, dtype=dtype, rngs=rngs),
+                 Dense(w, 2 * w, leaky, dtype=dtype, rngs=rngs),
+                 Dense(2 * w, 4 * w, leaky, dtype=dtype, rngs=rngs),
+                 Dense(4 * w, size, "tanh", dtype=dtype, rngs=rngs), Reshape(shape))
+  din = size + (m.num_classes if m.d_conditional else 0)
+  d = Sequential(Dense(din, 2 * dw, leaky, dtype=dtype, rngs=rngs),
+                 Dropout(m.d_dropout), Dense(2 * dw, dw, leaky, dtype=dtype, rngs=rngs),
+                 Dropout(m.d_dropout))
+  return g, d, dw
+
+
+def _dcgan(m, shape, zin, dtype, rngs):
+  """Radford et al.: strided transposed convs with batch norm in G; strided convs in D."""
+  ups = 2 if shape[0] == 28 else 3
+  base = shape[0] // 2 ** ups
+  init = _init(m.init)
+  widths = [m.g_width * 2 ** i for i in reversed(range(ups))]  # e.g. (128, 64) for 28x28
+  g_layers = [Dense(zin, base * base * widths[0], dtype=dtype, kernel_init=init, rngs=rngs),
+              Reshape((base, base, widths[0])), BatchNorm(widths[0], dtype=dtype, rngs=rngs),
+              Activation("relu")]
+  for cin, cout in zip(widths, widths[1:]):
+    g_layers += [ConvTranspose(cin, cout, (4, 4), 2, dtype=dtype, kernel_init=init, rngs=rngs),
+                 BatchNorm(cout, dtype=dtype, rngs=rngs), Activation("relu")]
+  g_layers.append(ConvTranspose(widths[-1], shape[2], (4, 4), 2, activation="tanh", dtype=dtype,
+                                kernel_init=init, rngs=rngs))
+  cin = shape[2] + (m.num_classes if m.d_conditional else 0)
+  d_layers, size = [], shape[0]
+  for i in range(ups):
+    cout = m.d_width * 2 ** i
+    d_layers.append(Conv(cin, cout, (4, 4), 2, "SAME", dtype=dtype, kernel_init=init, rngs=rngs))
+    if i > 0:  # DCGAN: no normalization on the discriminator's input layer
+      d_layers += _norm(m.d_norm, cout, 4, dtype, rngs)
+    d_layers += [Activation("leaky_relu"), Dropout(m.d_dropout)]
+    cin, size = cout, -(-size // 2)
+  d_layers.append(Flatten())
+  return Sequential(*g_layers), Sequential(*d_layers), size * size * cin
+
+
+def _keras_acgan(m, shape, zin, dtype, rngs):
+  """The Keras MNIST ACGAN (the course's model); widths scale with g_width and d_width."""
+  base = shape[0] // 4
+  w = m.g_width
+  g = Sequential(
+      Dense(zin, m.g_hidden, "relu", dtype=dtype, rngs=rngs),
+      Dense(m.g_hidden, w * base * base, "relu", dtype=dtype, rngs=rngs),
+      Reshape((base, base, w)), UpSample(2),
+      Conv(w, 2 * w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
+           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs),
+      UpSample(2),
+      Conv(2 * w, w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
+           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs),
+      Conv(w, shape[2], (2, 2), padding="SAME", activation="tanh", dtype=dtype,
+           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs))
+  cin = shape[2] + (m.num_classes if m.d_conditional else 0)
+  d_layers, size = [], shape[0]
+  for i, stride in enumerate((2, 1, 2, 1)):
+    cout = m.d_width * 2 ** i
+    d_layers.append(Conv(cin, cout, (3, 3), stride, "SAME", dtype=dtype, rngs=rngs))
+    d_layers += _norm(m.d_norm, cout, 4, dtype, rngs)
+    d_layers += [Activation("leaky_relu"), Dropout(m.d_dropout)]
+    cin, size = cout, -(-size // stride)
+  d_layers.append(Flatten())
+  return g, Sequential(*d_layers), size * size * cin
+
+
+def build(m: ml_collections.ConfigDict, image_shape: tuple[int, int, int], dtype,
+          key) -> tuple[Generator, Discriminator]:
+  """G and D for config.model on images of image_shape (H, W, C)."""
+  rngs = nnx.Rngs(params=key)
+  zin = m.latent_dim + (m.num_classes if m.conditioning == "concat" else 0)
+  g_body, d_body, features = {"mlp": _mlp, "dcgan": _dcgan, "keras_acgan": _keras_acgan}[m.arch](
+      m, tuple(image_shape), zin, dtype, rngs)
+  g = Generator(g_body, m.latent_dim, m.num_classes, m.conditioning, rngs=rngs)
+  d = Discriminator(d_body, features, m.num_classes, m.d_conditional, m.aux_classifier,
+                    flat_input=m.arch == "mlp", dtype=dtype, rngs=rngs)
+  return g, d

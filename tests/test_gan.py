@@ -1,0 +1,166 @@
+"""The GAN family: losses against hand-computed values, each variant's step on real MNIST,
+exact resume, sampling and evaluation."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import parallel
+from gan import evaluate
+from gan import losses
+from gan import train as gan_train
+from conftest import latest_params, load_config, run_module
+
+VARIANTS = ("gan", "dcgan", "cgan", "acgan", "wgan", "wgan_gp")
+
+
+def test_minimax_at_d_one_half_everywhere():
+  zeros = jnp.zeros((8,))  # logit 0 <=> D = 0.5
+  assert np.isclose(losses.d_minimax(zeros, zeros), np.log(2.0))
+  assert np.isclose(losses.g_minimax(zeros), -np.log(2.0))  # J(G) = -J(D) at D = 1/2
+  assert np.isclose(losses.g_non_saturating(zeros), np.log(2.0))
+  # One-sided smoothing changes only the real term: 0.5 * (0.9 + 0.1) * log 2 + 0.5 log 2.
+  assert np.isclose(losses.d_minimax(zeros, zeros, 0.9), np.log(2.0))
+  assert np.isclose(losses.d_minimax(jnp.full((4,), 3.0), jnp.full((4,), -3.0), 0.9),
+                    0.5 * (0.9 * np.log1p(np.exp(-3.0)) + 0.1 * np.log1p(np.exp(3.0)))
+                    + 0.5 * np.log1p(np.exp(-3.0)), rtol=1e-5)
+
+
+def test_losses_are_stable_for_extreme_logits():
+  big = jnp.array([1e4, -1e4])
+  for value in (losses.d_minimax(big, -big), losses.g_minimax(big), losses.g_non_saturating(big)):
+    assert np.isfinite(float(value))
+
+
+def test_gradient_penalty_of_linear_critics():
+  real = jax.random.normal(jax.random.PRNGKey(0), (16, 4, 4, 1))
+  fake = jax.random.normal(jax.random.PRNGKey(1), (16, 4, 4, 1))
+  w = jax.random.normal(jax.random.PRNGKey(2), (4, 4, 1))
+  unit = w / jnp.linalg.norm(w)
+  critic = lambda x, v: jnp.sum(x * v, axis=(1, 2, 3))
+  assert float(losses.gradient_penalty(lambda x: critic(x, unit), real, fake,
+                                       jax.random.PRNGKey(3))) < 1e-6
+  assert np.isclose(float(losses.gradient_penalty(lambda x: critic(x, 3 * unit), real, fake,
+                                                  jax.random.PRNGKey(3))), 4.0, rtol=1e-4)
+
+
+def test_wasserstein_and_aux_losses():
+  real, fake = jnp.array([2.0, 4.0]), jnp.array([1.0, -1.0])
+  assert np.isclose(losses.d_wasserstein(real, fake), 0.0 - 3.0)
+  assert np.isclose(losses.g_wasserstein(fake), 0.0)
+  logits = jnp.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+  assert float(losses.aux_cross_entropy(logits, jnp.array([0, 1]))) < 1e-3
+  assert float(losses.aux_cross_entropy(logits, jnp.array([1, 0]))) > 9.0
+
+
+def _step_once(name, tfds_dir, **overrides):
+  from common import data as data_lib  # pylint: disable=g-import-not-at-top
+  config = load_config(name, **overrides)
+  host = data_lib.load_host(config)
+  k, b = config.d_steps, config.batch_size
+  batch = {"image": jnp.asarray(host["train"].images[:k * b].reshape((k, b, 28, 28, 1))),
+           "label": jnp.asarray(host["train"].labels[:k * b].reshape((k, b)))}
+  players, g_tx, d_tx = gan_train.build(config, (28, 28, 1), 10)
+  task = gan_train.make_task(config, players, g_tx, d_tx, "/tmp/unused")
+  state = task.init(jax.random.PRNGKey(0))
+  new_state, metrics = jax.jit(task.train_step)(state, batch, jax.random.PRNGKey(1))
+  return config, state, new_state, metrics
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_variant_steps_on_real_mnist_with_finite_losses(tfds_dir, name):
+  config, before, after, metrics = _step_once(name, tfds_dir)
+  for key, value in metrics.items():
+    assert np.isfinite(float(value)), key
+  assert "d_loss" in metrics and "g_loss" in metrics
+  if name == "acgan":
+    assert {"d_aux", "g_aux", "aux_acc_real"} <= set(metrics)
+  if name.startswith("wgan"):
+    assert "wasserstein" in metrics
+  if name == "wgan_gp":
+    assert float(metrics["gp"]) > 0
+  for player in ("g", "d"):  # both players moved
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before.params[player]),
+                                                       jax.tree.leaves(after.params[player]))]
+    assert any(moved), player
+  if name == "wgan":
+    for leaf in jax.tree.leaves(after.params["d"]):
+      assert float(jnp.max(jnp.abs(leaf))) <= config.loss.clip + 1e-7
+
+
+def test_invalid_combinations_are_rejected():
+  from common import config as cfg  # pylint: disable=g-import-not-at-top
+  with pytest.raises(cfg.ConfigError, match="without batch norm"):
+    gan_train.check(load_config("wgan_gp", **{"model.d_norm": "batch"}))
+  with pytest.raises(cfg.ConfigError, match="don't match"):
+    gan_train.check(load_config("gan", **{"loss.d": "wasserstein"}))
+
+
+def test_gan_resume_equals_uninterrupted(tfds_dir, tmp_path):
+  straight = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2), str(tmp_path / "a"))
+  gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1), str(tmp_path / "b"))
+  resumed = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2), str(tmp_path / "b"))
+  for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert (tmp_path / "a" / "samples" / "epoch_002.png").exists()
+  assert (tmp_path / "a" / "losses.png").exists()
+
+
+@pytest.fixture(scope="module")
+def acgan_run(tfds_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("acgan")
+  r = run_module(["-m", "gan.main", "--config=configs/acgan.py:test", "--config.num_epochs=1",
+                  f"--workdir={workdir}"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "d_loss: " in r.stdout and "g_loss: " in r.stdout and "d_aux: " in r.stdout
+  return workdir
+
+
+def test_sample_command_writes_images_and_labels(acgan_run, tmp_path):
+  out = tmp_path / "s.npz"
+  r = run_module(["-m", "gan.sample", f"--workdir={acgan_run}", "--num=20", f"--out={out}",
+                  f"--png={tmp_path / 's.png'}"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  d = np.load(out)
+  assert d["images"].shape == (20, 28, 28, 1) and d["images"].dtype == np.uint8
+  assert np.bincount(d["labels"], minlength=10).tolist() == [2] * 10
+  r = run_module(["-m", "gan.sample", f"--workdir={acgan_run}", "--num=7", "--label=6",
+                  f"--out={out}"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert np.load(out)["labels"].tolist() == [6] * 7
+  assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
+  r = run_module(["-m", "gan.sample", f"--workdir={tmp_path}", "--num=4", f"--out={tmp_path}/x.npz"])
+  assert r.returncode != 0 and "Error: No GAN run in" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_frechet_distance_and_classifier_score():
+  rng = np.random.RandomState(0)
+  a, b = rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8)) + 1.0
+  assert evaluate.frechet_distance(a, a) < 1e-6
+  assert np.isclose(evaluate.frechet_distance(a, b), 8.0, rtol=0.15)
+  onehot = np.eye(10)[np.arange(1000) % 10]
+  assert np.isclose(evaluate.classifier_score(onehot), 10.0, rtol=1e-3)
+  assert np.isclose(evaluate.classifier_score(np.full((100, 10), 0.1)), 1.0)
+
+
+def test_evaluate_with_a_trained_classifier(acgan_run, tmp_path):
+  from cnn import train as cnn_train  # pylint: disable=g-import-not-at-top
+  clf = tmp_path / "clf"
+  cnn_train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(clf))
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", f"--classifier_workdir={clf}",
+                  "--num=500"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  metrics = json.loads((acgan_run / "results.json").read_text())["eval"]
+  assert 1.0 <= metrics["classifier_score"] <= 10.0
+  assert np.isclose(sum(metrics["class_histogram"]), 1.0, atol=1e-3)
+  assert 0.0 <= metrics["conditional_accuracy"] <= 1.0
+  assert metrics["fid"] > metrics["fid_train_floor"] >= 0.0
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}",
+                  f"--classifier_workdir={tmp_path / 'none'}"])
+  assert r.returncode != 0 and "python -m cnn.main --config=configs/cnn.py" in r.stderr
