@@ -92,11 +92,9 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
   return loop.Task(init=init, train_step=train_step, eval_step=eval_step, finish=finish)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fresh: bool = False) -> dict:
-  """Validates the config, loads data to device, trains (resuming from workdir), evaluates."""
+def prepare(config: ml_collections.ConfigDict, workdir: str):
+  """(task, splits, mesh) for a validated config: data on device, model, optimizer."""
   cfg.validate(config, RULES)
-  checkpoint.check_workdir(workdir, cfg.to_dict(config), fresh)
   mesh = parallel.make_mesh()
   splits = data_lib.load(config, mesh, train_batch=config.batch_size,
                          eval_batch=config.eval_batch_size)
@@ -105,9 +103,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   reporting.print_line(layers.summary(model, input_shape, config.name))
   total_steps = data_lib.steps_per_epoch(splits["train"], config.batch_size) * config.num_epochs
   tx = optim.make(config.optimizer, total_steps)
+  return make_task(config, model, tx, workdir), splits, mesh
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       fresh: bool = False) -> dict:
+  """Validates the config, loads data to device, trains (resuming from workdir), evaluates."""
+  cfg.validate(config, RULES)
+  checkpoint.check_workdir(workdir, cfg.to_dict(config), fresh)
+  task, splits, mesh = prepare(config, workdir)
   reporting.write_json(workdir, "config.json", cfg.to_dict(config))
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
-  return loop.run(config, workdir, make_task(config, model, tx, workdir), splits, mesh)
+  return loop.run(config, workdir, task, splits, mesh)
 
 
 def load_trained(workdir: str, mesh, input_shape=(28, 28, 1)):

@@ -175,10 +175,8 @@ def make_train_step(config, players: Players, g_tx, d_tx):
     p, o, s = state.params, state.opt_state, state.model_state
     d_keys = jax.random.split(jax.random.fold_in(key, 0), config.d_steps)
     labels = batch["label"] if d_cond or aux else jnp.zeros_like(batch["label"])
-    # Unrolled: XLA:CPU runs a while-loop body several times slower than the same straight code.
     (d_params, d_opt, d_state, _, _), d_metrics = jax.lax.scan(
-        d_update, (p["d"], o["d"], s["d"], p["g"], s["g"]), (batch["image"], labels, d_keys),
-        unroll=True)
+        d_update, (p["d"], o["d"], s["d"], p["g"], s["g"]), (batch["image"], labels, d_keys))
     metrics = jax.tree.map(jnp.mean, d_metrics)
 
     k_lat, k_gen, k_disc = jax.random.split(jax.random.fold_in(key, 1), 3)
@@ -264,25 +262,32 @@ def build(config, image_shape, total_steps: int):
                                                                           total_steps)
 
 
+def prepare(config: ml_collections.ConfigDict, workdir: str):
+  """(task, splits, mesh) for a validated config: data on device, players, optimizers."""
+  check(config)
+  mesh = parallel.make_mesh()
+  splits = data_lib.load(config, mesh, train_batch=config.batch_size,
+                         eval_batch=config.eval_batch_size)
+  image_shape = splits["train"].images.shape[2:]
+  total_steps = (data_lib.steps_per_epoch(splits["train"], config.batch_size, config.d_steps)
+                 * config.num_epochs)
+  players, g_tx, d_tx = build(config, image_shape, total_steps)
+  reporting.print_line(f"{config.name}: generator {players.num_params['g']:,} parameters, "
+                       f"discriminator {players.num_params['d']:,} parameters")
+  return make_task(config, players, g_tx, d_tx, workdir), splits, mesh, players
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        fresh: bool = False) -> dict:
   """Validates, loads data to device, trains (resuming from workdir), samples and evaluates."""
   check(config)
   checkpoint.check_workdir(workdir, cfg.to_dict(config), fresh)
-  mesh = parallel.make_mesh()
-  splits = data_lib.load(config, mesh, train_batch=config.batch_size,
-                         eval_batch=config.eval_batch_size)
-  train = splits["train"]
-  image_shape = train.images.shape[2:]
-  total_steps = data_lib.steps_per_epoch(train, config.batch_size, config.d_steps) * config.num_epochs
-  players, g_tx, d_tx = build(config, image_shape, total_steps)
-  reporting.print_line(f"{config.name}: generator {players.num_params['g']:,} parameters, "
-                       f"discriminator {players.num_params['d']:,} parameters")
+  task, splits, mesh, players = prepare(config, workdir)
   reporting.write_json(workdir, "config.json", cfg.to_dict(config))
-  reporting.write_json(workdir, "dataset.json", {"image_shape": list(image_shape)})
+  reporting.write_json(workdir, "dataset.json",
+                       {"image_shape": list(splits["train"].images.shape[2:])})
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
-  task = make_task(config, players, g_tx, d_tx, workdir)
-  results = loop.run(config, workdir, task, {"train": train}, mesh)
+  results = loop.run(config, workdir, task, {"train": splits["train"]}, mesh)
   if results["preempted"] or not config.eval_samples:
     return results
   from gan import evaluate  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,136 @@
+"""Steady-state training throughput of a config, optionally against peer frameworks in the same run.
+
+    python scripts/bench.py --config=configs/cnn_seed.py [--steps=375] [--repeats=3] [--json]
+    python scripts/bench.py --config=configs/cnn_seed.py --peers=keras,torch --peer_python=PY
+    python scripts/bench.py --config=configs/acgan.py --peers=keras,torch --peer_python=PY
+
+Times the same jitted chunk of steps that training runs (data on device, per-step batches gathered
+by the epoch's permutation), after compiling it; compile time is reported separately. Peers are
+scripts/peers/*_peer.py, run in a subprocess with --peer_python (their own virtual environment).
+Prints a Markdown table, or JSON with --json.
+"""
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import data as data_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file to benchmark.")
+flags.DEFINE_integer("steps", 0, "Steps per timed chunk (0: one epoch).")
+flags.DEFINE_integer("repeats", 3, "Timed chunks; the median is reported.")
+flags.DEFINE_bool("json", False, "Print JSON instead of a Markdown table.")
+flags.DEFINE_list("peers", [], "Peer frameworks to run in the same run: keras, torch.")
+flags.DEFINE_string("peer_python", os.environ.get("PEER_PYTHON", sys.executable),
+                    "Python of the environment that has the peers' frameworks.")
+flags.DEFINE_integer("peer_epochs", 2, "Epochs (cnn) for each peer; the first is warm-up.")
+flags.DEFINE_integer("peer_steps", 30, "Timed steps (acgan) for each peer.")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_MODELS = {"cnn_seed": "cnn_seed", "acgan": "acgan"}
+
+
+def is_gan(config) -> bool:
+  return "loss" in config
+
+
+def measure(config) -> dict:
+  """Compile time and steady-state throughput of config's training chunk on this machine."""
+  if is_gan(config):
+    from gan import train  # pylint: disable=g-import-not-at-top
+    task, splits, mesh, _ = train.prepare(config, "/tmp/bench_unused")
+  else:
+    from cnn import train  # pylint: disable=g-import-not-at-top
+    task, splits, mesh = train.prepare(config, "/tmp/bench_unused")
+  split = splits["train"]
+  spe = data_lib.steps_per_epoch(split, config.batch_size, task.batches_per_step)
+  steps = min(FLAGS.steps or spe, spe)
+  chunk = loop.make_train_chunk(task, spe, config.batch_size // mesh.size)
+  state = jax.device_put(task.init(jax.random.PRNGKey(0)), jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
+  like = jax.eval_shape(lambda s, sp: task.train_step(s, data_lib.gather_batches(
+      sp, jnp.zeros(sp.labels.shape, jnp.int32), 0, task.batches_per_step,
+      config.batch_size // mesh.size), jax.random.PRNGKey(0))[1], state, split)
+  zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), like)  # pylint: disable=g-long-lambda
+  t0 = time.perf_counter()
+  compiled = chunk.lower(state, split, jnp.int32(steps), zeros()).compile()
+  compile_s = time.perf_counter() - t0
+  state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())  # warm-up
+  jax.block_until_ready(sums)
+  times = []
+  for _ in range(FLAGS.repeats):
+    state = state.replace(step=jnp.zeros_like(state.step))
+    t0 = time.perf_counter()
+    state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())
+    jax.block_until_ready(sums)
+    times.append(time.perf_counter() - t0)
+  seconds = float(np.median(times))
+  images = steps * config.batch_size * task.batches_per_step
+  stats = jax.devices()[0].memory_stats() or {}
+  return {
+      "framework": f"jax {jax.__version__}", "config": config.name, "batch": config.batch_size,
+      "steps": steps, "ms_per_step": 1e3 * seconds / steps, "examples_per_sec": images / seconds,
+      "compile_s": compile_s, "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+      "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
+  }
+
+
+def run_peer(framework: str, model: str) -> dict:
+  script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
+  args = [FLAGS.peer_python, script, f"--model={model}", "--json"]
+  args += [f"--epochs={FLAGS.peer_epochs}"] if model == "cnn_seed" else [f"--steps={FLAGS.peer_steps}"]
+  r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+  lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+  if r.returncode or not lines:
+    return {"framework": framework, "error": (r.stderr or r.stdout).strip().splitlines()[-1:]}
+  return json.loads(lines[-1])
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  rows = [measure(config)]
+  model = config.name.split("_cpu")[0].split("_test")[0]
+  for peer in FLAGS.peers:
+    if model not in PEER_MODELS:
+      raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
+                       f"{', '.join(PEER_MODELS)}.")
+    rows.append(run_peer(peer, PEER_MODELS[model]))
+  ok = [r for r in rows[1:] if "examples_per_sec" in r]
+  if ok:
+    best = max(ok, key=lambda r: r["examples_per_sec"])
+    rows[0]["ratio_to_fastest_peer"] = rows[0]["examples_per_sec"] / best["examples_per_sec"]
+  meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+                     f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d")}
+  if FLAGS.json:
+    print(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return
+  print(f"{meta['date']}, {meta['machine']}, device {rows[0]['device']} x{rows[0]['devices']}")
+  print("| framework | config | batch | ms/step | examples/s | compile s | ratio |")
+  print("|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['framework']} | error: {r['error']} | | | | | |")
+      continue
+    print(f"| {r['framework']} | {r.get('config', r.get('model'))} | {r.get('batch', '')} | "
+          f"{r['ms_per_step']:.2f} | {r['examples_per_sec']:,.0f} | "
+          f"{r.get('compile_s', float('nan')):.1f} | {r.get('ratio_to_fastest_peer', 1.0):.2f} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
