@@ -63,7 +63,10 @@ def _maybe_initialize_distributed() -> None:
     wanted = bool(os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_NTASKS", "1") != "1"
                   or os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0)
   if wanted:
-    jax.distributed.initialize()
+    kwargs = {arg: int(os.environ[var]) for arg, var in
+              (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
+              if os.environ.get(var)}
+    jax.distributed.initialize(**kwargs)  # jax itself reads only JAX_COORDINATOR_ADDRESS
 
 
 def run(train_and_evaluate: Callable) -> None:

@@ -151,14 +151,17 @@ def load_host(config) -> dict[str, HostSplit]:
   if config.dataset == "mnist1d":
     d = _mnist1d()
     n_train = len(d["train_y"]) - int(round(len(d["train_y"]) * config.validation_split))
-    out = {"train": _process_share(d["train_x"][:n_train], d["train_y"][:n_train]),
+    n_used = min(n_train, config.train_examples) if config.train_examples else n_train
+    out = {"train": _process_share(d["train_x"][:n_used], d["train_y"][:n_used]),
            "test": _process_share(d["test_x"], d["test_y"])}
     if n_train < len(d["train_y"]):
       out["val"] = _process_share(d["train_x"][n_train:], d["train_y"][n_train:])
     return out
   builder = _tfds_builder(config)
   n_train, n_val = _split_sizes(config, builder)
-  out = {"train": _read_tfds(builder, f"train[:{n_train}]"),
+  # The first train_examples of the whole split, then shared between processes.
+  n_used = min(n_train, config.train_examples) if config.train_examples else n_train
+  out = {"train": _read_tfds(builder, f"train[:{n_used}]"),
          "test": _read_tfds(builder, "test")}
   if n_val:
     out["val"] = _read_tfds(builder, f"train[{n_train}:]")
@@ -237,11 +240,6 @@ def to_float(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0),
 def load(config, mesh: Mesh, *, train_batch: int, eval_batch: int) -> dict[str, DeviceSplit]:
   """Every split of config.dataset on device: 'train' for training, 'val' and 'test' padded."""
   host = load_host(config)
-  if config.train_examples:
-    share = -(-config.train_examples // jax.process_count())
-    t = host["train"]
-    host["train"] = HostSplit(t.images[:share], t.labels[:share],
-                              min(t.total, config.train_examples))
   per_device_eval = parallel.check_batch(eval_batch, mesh, "eval_batch_size")
   parallel.check_batch(train_batch, mesh)
   out = {"train": to_device(mesh, host["train"])}

@@ -1,4 +1,17 @@
-"""Convolution building blocks that XLA:CPU runs fast (draft)."""
+"""Convolution building blocks that run fast on XLA:CPU and equal the lax ops numerically.
+
+Why this exists: our training steps run inside a `lax.fori_loop`, and inside a while-loop body
+XLA:CPU does not canonicalize convolutions. Any convolution whose dimension numbers are not
+exactly NHWC x HWIO -> NHWC (NWC x WIO -> NWC) is then emitted as a naive loop nest instead of an
+Eigen call. Autodiff of `lax.conv_general_dilated` produces exactly such convolutions for both
+gradients (dW contracts over the batch axis, dx swaps the kernel's I/O axes), which runs them
+10-100x slower than the forward pass (one 3x3 64->128 dW on 7x7 maps took ~900 ms/step).
+Here every gradient is a canonical convolution, an im2col dot_general, or shifted matmuls;
+measurements are in the helper's report (BENCHMARKS.md).
+
+Layouts are channels-last ([B, L, C] or [B, H, W, C]) with HWIO / WIO kernels, as flax nnx.Conv.
+On other backends (GPU/TPU) each function is the plain lax formulation, chosen at trace time.
+"""
 
 import itertools
 from functools import partial
@@ -7,8 +20,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-HI = lax.Precision.HIGHEST
-OPTS = dict(dw="im2col", dx="canon", fence=False)
+_HI = lax.Precision.HIGHEST  # f32 on CPU anyway; keeps the references bit-comparable elsewhere
+_SMALL = 4  # channel counts up to this contract badly in Eigen's conv: use shifted matmuls
+
+
+def _fast_path() -> bool:
+  return jax.default_backend() == "cpu"
 
 
 def _dn(nsp):
@@ -16,95 +33,268 @@ def _dn(nsp):
 
 
 def _offsets(shape):
+  """Every kernel offset, row-major (the order of the HWIO kernel's flattened spatial axes)."""
   return list(itertools.product(*[range(k) for k in shape]))
 
 
 def _window(x, starts, sizes, strides):
-  """x[:, s : s + (n-1)*st + 1 : st, ..., :] for each spatial axis."""
-  return x[(slice(None),) + tuple(slice(s, s + (n - 1) * st + 1, st)
-                                  for s, n, st in zip(starts, sizes, strides)) + (slice(None),)]
+  """x[:, a : a + (n-1)*s + 1 : s, ..., :] on each spatial axis: one kernel tap's inputs."""
+  return x[(slice(None),) + tuple(slice(a, a + (n - 1) * s + 1, s)
+                                  for a, n, s in zip(starts, sizes, strides)) + (slice(None),)]
 
 
-def _pads(x, w, strides, padding):
-  if isinstance(padding, str):
-    return lax.padtype_to_pads(x.shape[1:-1], w.shape[:-2], strides, padding)
-  return list(padding)
+def _pad(x, pads):
+  return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+                 + [(0, 0, 0)])
 
 
-def _lax_conv(x, w, strides, pads):
-  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_dn(x.ndim - 2),
-                                  precision=HI)
+def _tuple(v, n):
+  return (v,) * n if isinstance(v, int) else tuple(v)
 
 
-def _fence(pred_src, tree):
-  pred = jnp.isfinite(pred_src.reshape(-1)[0])
-  return lax.cond(pred, lambda t: t, lambda t: jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), t),
-                  tree)
+def _lax_conv(x, w, strides, pads, lhs_dilation=None):
+  return lax.conv_general_dilated(x, w, strides, pads, lhs_dilation=lhs_dilation,
+                                  dimension_numbers=_dn(x.ndim - 2), precision=_HI)
 
 
-def _dw_im2col(x, g, w_shape, strides, pads):
-  ks = w_shape[:-2]
-  out = g.shape[1:-1]
-  axes = tuple(range(len(ks) + 1))
-  xp = jnp.pad(x, [(0, 0)] + [tuple(p) for p in pads] + [(0, 0)])
-  if OPTS["dw"] == "im2col":
-    cols = jnp.concatenate([_window(xp, o, out, strides) for o in _offsets(ks)], axis=-1)
-    return lax.dot_general(cols, g, ((axes, axes), ((), ())), precision=HI).reshape(w_shape)
-  parts = [lax.dot_general(_window(xp, o, out, strides), g, ((axes, axes), ((), ())), precision=HI)
-           for o in _offsets(ks)]
-  return jnp.stack(parts).reshape(w_shape)
+def _strided_conv(x, w, strides, pads):
+  """conv_general_dilated(x, w, strides, pads), canonical layout. For a handful of input
+  channels Eigen's conv is slow (10x at Cin=1), so sum one small matmul per kernel tap."""
+  ks, cin = w.shape[:-2], w.shape[-2]
+  if cin > _SMALL:
+    return _lax_conv(x, w, strides, pads)
+  xp = _pad(x, pads)
+  out = tuple((n - k) // s + 1 for n, k, s in zip(xp.shape[1:-1], ks, strides))
+  taps = [jnp.einsum("...i,io->...o", _window(xp, o, out, strides), w[o], precision=_HI)
+          for o in _offsets(ks)]
+  return sum(taps[1:], taps[0])
 
 
-def _dx_canon(g, w, x_shape, strides, pads):
-  ks = w.shape[:-2]
-  ins, out = x_shape[1:-1], g.shape[1:-1]
-  new_pads = []
-  for k, (lo, hi), n, o, s in zip(ks, pads, ins, out, strides):
+def _flip_io(w):
+  """The kernel of the transposed operation: spatially flipped, I and O swapped."""
+  return jnp.flip(w, tuple(range(w.ndim - 2))).swapaxes(-1, -2)
+
+
+def _transposed_pads(ks, pads, in_sizes, out_sizes, strides):
+  """Padding of the stride-1 conv of the `strides`-dilated cotangent that yields dx."""
+  res = []
+  for k, (lo, _), n, m, s in zip(ks, pads, in_sizes, out_sizes, strides):
     before = k - 1 - lo
-    after = n + k - 1 - ((o - 1) * s + 1) - before
-    new_pads.append((before, after))
-  wt = jnp.flip(w, tuple(range(len(ks)))).swapaxes(-1, -2)
-  return lax.conv_general_dilated(g, wt, (1,) * len(ks), new_pads, lhs_dilation=strides,
-                                  dimension_numbers=_dn(len(ks)), precision=HI)
+    res.append((before, n + k - 1 - (m - 1) * s - 1 - before))
+  return res
+
+
+# ------------------------------------------------------------------------------------ conv
+def _conv_dx(g, w, x_shape, strides, pads):
+  """d conv / d x: the transposed conv, written as a canonical conv of the dilated cotangent."""
+  ks, cout = w.shape[:-2], w.shape[-1]
+  if cout > _SMALL:
+    return _lax_conv(g, _flip_io(w), (1,) * len(ks),
+                     _transposed_pads(ks, pads, x_shape[1:-1], g.shape[1:-1], strides),
+                     lhs_dilation=strides)
+  # Few output channels (e.g. a generator's last layer): scatter one matmul per kernel tap.
+  dx = None
+  for o in _offsets(ks):
+    t = jnp.einsum("...o,io->...i", g, w[o], precision=_HI)
+    cfg = [(0, 0, 0)]
+    for a, (lo, _), n, m, s in zip(o, pads, x_shape[1:-1], g.shape[1:-1], strides):
+      cfg.append((a - lo, n - (a - lo) - (m - 1) * s - 1, s - 1))  # negative pads crop
+    t = lax.pad(t, jnp.zeros((), t.dtype), cfg + [(0, 0, 0)])
+    dx = t if dx is None else dx + t
+  return dx
+
+
+def _conv_dw(x, g, w_shape, strides, pads):
+  """d conv / d w, contracting over batch and output positions."""
+  ks, nsp = w_shape[:-2], len(w_shape) - 2
+  out = g.shape[1:-1]
+  if all(s == 1 for s in strides):
+    # A canonical conv with batch and features swapped: x^T (Cin, H, W, B) as the input and
+    # g^T (Ho, Wo, B, Cout) as the kernel give (Cin, kh, kw, Cout). Beats im2col up to 7x for
+    # 5x5 kernels on 28x28 maps, where the im2col matrix is 250 MB.
+    hi = [(m - 1) + k - n - lo for m, k, n, (lo, _) in zip(out, ks, x.shape[1:-1], pads)]
+    lhs = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))
+    rhs = jnp.moveaxis(g, 0, nsp)
+    dw = _lax_conv(lhs, rhs, (1,) * nsp, [(lo, h) for (lo, _), h in zip(pads, hi)])
+    return jnp.moveaxis(dw, 0, nsp)
+  # Strided: im2col. The patch matrix is only out/in = 1/stride^2 of the taps' inputs, and
+  # avoids the window-dilated conv the swap above would need.
+  xp = _pad(x, pads)
+  cols = jnp.concatenate([_window(xp, o, out, strides) for o in _offsets(ks)], axis=-1)
+  axes = tuple(range(nsp + 1))
+  return lax.dot_general(cols, g, ((axes, axes), ((), ())), precision=_HI).reshape(w_shape)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _conv(x, w, b, strides, pads):
-  return _lax_conv(x, w, strides, pads) + b
+  return _strided_conv(x, w, strides, pads) + b
 
 
 def _conv_fwd(x, w, b, strides, pads):
-  y = _conv(x.value, w.value, b.value, strides, pads)
-  return y, (x.value, w.value, x.perturbed)
+  # symbolic_zeros: x.perturbed is False for an input layer, whose dx we then skip.
+  return _conv(x.value, w.value, b.value, strides, pads), (x.value, w.value, x.perturbed)
 
 
 def _conv_bwd(strides, pads, res, g):
-  x, w, x_pert = res
-  nsp = x.ndim - 2
-  dw = _dw_im2col(x, g, w.shape, strides, pads)
-  db = g.sum(tuple(range(nsp + 1)))
-  if not x_pert:
-    dx = jnp.zeros_like(x)
-  elif OPTS["dx"] == "canon":
-    dx = _dx_canon(g, w, x.shape, strides, pads)
-  else:
-    dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](g)[0]
-  return dx, dw, db
+  x, w, x_perturbed = res
+  dx = _conv_dx(g, w, x.shape, strides, pads) if x_perturbed else jnp.zeros_like(x)
+  return dx, _conv_dw(x, g, w.shape, strides, pads), g.sum(tuple(range(x.ndim - 1)))
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 
 
 def conv(x, w, b, strides, padding):
+  """flax nnx.Conv: y = conv(x, w) + b, padding 'SAME' (TF-style) or 'VALID'; b may be None."""
   nsp = x.ndim - 2
-  strides = tuple(strides) if not isinstance(strides, int) else (strides,) * nsp
-  pads = tuple(tuple(p) for p in _pads(x, w, strides, padding))
+  strides = _tuple(strides, nsp)
+  if not _fast_path():
+    y = _lax_conv(x, w, strides, padding)
+    return y if b is None else y + b
+  pads = tuple(lax.padtype_to_pads(x.shape[1:-1], w.shape[:-2], strides, padding))
   b = jnp.zeros(w.shape[-1:], w.dtype) if b is None else b
   return _conv(x, w, b, strides, pads)
 
 
-def conv_reference(x, w, b, strides, padding):
+# ------------------------------------------------------------------------ conv_transpose
+def _transpose_pads(k, s, padding):
+  """lax.conv_transpose's padding of the dilated input (its `_conv_transpose_padding`)."""
+  if padding == "SAME":
+    total = k + s - 2
+    lo = k - 1 if s > k - 1 else -(-total // 2)
+  else:  # VALID
+    total, lo = k + s - 2 + max(k - s, 0), k - 1
+  return lo, total - lo
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _conv_t(x, w, b, strides, pads):
+  return _lax_conv(x, w, (1,) * len(strides), pads, lhs_dilation=strides) + b
+
+
+def _conv_t_fwd(x, w, b, strides, pads):
+  return _conv_t(x.value, w.value, b.value, strides, pads), (x.value, w.value, x.perturbed)
+
+
+def _conv_t_bwd(strides, pads, res, g):
+  # y[o] = sum_k x[i] w[k] over o = s*i + k - lo, hence (per spatial axis)
+  #   dx[i] = sum_k g[s*i + lo - k] w[k]^T   a strided conv of g with the flipped kernel,
+  #   dW[k] = sum_i x[i]^T g[s*i + lo - k]   an im2col dot over taps of the padded g.
+  x, w, x_perturbed = res
+  ks, nsp = w.shape[:-2], w.ndim - 2
+  ins, outs = x.shape[1:-1], g.shape[1:-1]
+  gpads = [(k - 1 - lo, (n - 1) * s + 1 - m + lo) for k, (lo, _), n, m, s
+           in zip(ks, pads, ins, outs, strides)]
+  gp = _pad(g, gpads)
+  dx = _strided_conv(gp, _flip_io(w), strides, [(0, 0)] * nsp) if x_perturbed else jnp.zeros_like(x)
+  cols = jnp.concatenate([_window(gp, tuple(k - 1 - a for k, a in zip(ks, o)), ins, strides)
+                          for o in _offsets(ks)], axis=-1)
+  axes = tuple(range(nsp + 1))
+  dw = lax.dot_general(x, cols, ((axes, axes), ((), ())), precision=_HI)  # (Cin, taps*Cout)
+  dw = jnp.moveaxis(dw.reshape((w.shape[-2],) + ks + (w.shape[-1],)), 0, nsp)
+  return dx, dw, g.sum(tuple(range(nsp + 1)))
+
+
+_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd, symbolic_zeros=True)
+
+
+def conv_transpose(x, w, b, strides, padding):
+  """flax nnx.ConvTranspose (transpose_kernel=False): the conv of the `strides`-dilated x."""
   nsp = x.ndim - 2
-  strides = tuple(strides) if not isinstance(strides, int) else (strides,) * nsp
-  y = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_dn(nsp), precision=HI)
-  return y if b is None else y + b
+  strides = _tuple(strides, nsp)
+  pads = tuple(_transpose_pads(k, s, padding) for k, s in zip(w.shape[:-2], strides))
+  if not _fast_path():
+    y = _lax_conv(x, w, (1,) * nsp, pads, lhs_dilation=strides)
+    return y if b is None else y + b
+  b = jnp.zeros(w.shape[-1:], w.dtype) if b is None else b
+  return _conv_t(x, w, b, strides, pads)
+
+
+# ------------------------------------------------------------------------------- pooling
+def max_pool(x, window):
+  """Non-overlapping max pool over every spatial axis (stride = window), flooring odd sizes.
+  Reshape-and-max: XLA:CPU differentiates it several times faster than lax.reduce_window."""
+  window = _tuple(window, x.ndim - 2)
+  pooled = tuple(n // k for n, k in zip(x.shape[1:-1], window))
+  x = x[(slice(None),) + tuple(slice(0, p * k) for p, k in zip(pooled, window))]
+  shape = (x.shape[0],) + tuple(d for p, k in zip(pooled, window) for d in (p, k)) + x.shape[-1:]
+  return x.reshape(shape).max(axis=tuple(range(2, 2 * len(window) + 1, 2)))
+
+
+# --------------------------------------------------------------- fused input conv + pool
+def _fusion_fence(pred_src, tree):
+  """Returns `tree` materialized. XLA:CPU strips lax.optimization_barrier and would re-fuse
+  (recompute) the whole forward conv into each backward consumer of its outputs; a conditional
+  is a hard fusion boundary. The other branch runs only if pred_src[0] is not finite."""
+  pred = jnp.isfinite(pred_src.reshape(-1)[0])
+  return lax.cond(pred, lambda t: t,
+                  lambda t: jax.tree.map(lambda a: jnp.full_like(a, jnp.nan)
+                                         if jnp.issubdtype(a.dtype, jnp.floating)
+                                         else jnp.zeros_like(a), t), tree)
+
+
+def _crp_forward(x, w, b, window):
+  """(z, idx): the window max of conv_valid(x, w) + b before relu, and its flat offset in the
+  window (the first max, as Keras/TF). The conv is a sum of broadcast multiply-adds, one per
+  (tap, input channel): with few input channels XLA fuses it with the bias and the pooling into
+  a single loop, never writing the full-resolution conv output."""
+  ks, cin = w.shape[:-2], w.shape[-2]
+  out = tuple(n - k + 1 for n, k in zip(x.shape[1:-1], ks))
+  y = b
+  for o in _offsets(ks):
+    xs = _window(x, o, out, (1,) * len(ks))
+    for c in range(cin):
+      y = y + xs[..., c:c + 1] * w[o + (c,)]
+  pooled = tuple(n // p for n, p in zip(out, window))
+  z = idx = None
+  for n, o in enumerate(_offsets(window)):
+    v = _window(y, o, pooled, window)
+    if z is None:
+      z, idx = v, jnp.zeros(v.shape, jnp.uint8)
+    else:
+      better = v > z  # strict: ties keep the first max
+      z, idx = jnp.where(better, v, z), jnp.where(better, jnp.uint8(n), idx)
+  return z, idx
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _crp(x, w, b, window):
+  return jax.nn.relu(_crp_forward(x, w, b, window)[0])
+
+
+def _crp_fwd(x, w, b, window):
+  z, idx = _fusion_fence(b, _crp_forward(x, w, b, window))
+  return jax.nn.relu(z), (x, w, z, idx)
+
+
+def _crp_bwd(window, res, g):
+  x, w, z, idx = res
+  ks, (cin, cout) = w.shape[:-2], w.shape[-2:]
+  nsp, pooled = len(ks), z.shape[1:-1]
+  axes = tuple(range(nsp + 1))
+  gz = jnp.where(z > 0, g, 0.0)  # relu'(0) = 0, as jax.nn.relu
+  # dW in the pooled domain: only the argmax position u of each window gets gradient, so
+  #   dW[k] = sum_{u in window} X[u + k]^T (gz * [idx == u]).
+  # One dot of all (u + k) input taps against all window-position-masked cotangents, then
+  # the (u, k) blocks are summed: the full-resolution cotangent is never built.
+  span = tuple(p + k - 1 for p, k in zip(window, ks))
+  xcat = jnp.concatenate([_window(x, a, pooled, window) for a in _offsets(span)], axis=-1)
+  woffs = _offsets(window)
+  gcat = jnp.concatenate([jnp.where(idx == n, gz, 0.0) for n in range(len(woffs))], axis=-1)
+  m = lax.dot_general(xcat, gcat, ((axes, axes), ((), ())), precision=_HI)
+  m = m.reshape(span + (cin,) + tuple(window) + (cout,))
+  dw = sum(m[tuple(slice(u, u + k) for u, k in zip(wo, ks)) + (slice(None),) + wo + (slice(None),)]
+           for wo in woffs)
+  return jnp.zeros_like(x), dw, jnp.sum(gz, axis=axes)  # an input layer: no dx
+
+
+_crp.defvjp(_crp_fwd, _crp_bwd)
+
+
+def conv_relu_maxpool(x, w, b, window):
+  """max_pool(relu(conv(x, w, b, 1, 'VALID')), window) fused, for a network's INPUT layer with
+  few input channels: x gets a zero gradient. ~4x faster CNN training step on XLA:CPU."""
+  window = _tuple(window, x.ndim - 2)
+  if not _fast_path():
+    return max_pool(jax.nn.relu(conv(x, w, b, 1, "VALID")), window)
+  return _crp(x, w, b, window)

@@ -42,3 +42,23 @@ def get_config(preset: str = ""):
     c.model.d_width = 16
     c.num_epochs = 3
   return gan_base.finish(c, preset)
+
+
+def get_sweep(name: str) -> list[dict]:
+  """Named override sets for scripts/sweep.py, e.g.
+
+      python scripts/sweep.py --config=configs/acgan.py:cpu --sweep=ablation --seeds=2
+  """
+  from common import sweeps  # pylint: disable=g-import-not-at-top
+  if name == "ablation":  # 2 x 2 x 2: auxiliary weight, one-sided label smoothing, D dropout
+    members = []
+    for m in sweeps.product(aux=[0.2, 1.0], smooth=[0.0, 0.1], dropout=[0.0, 0.3]):
+      members.append({
+          sweeps.LABEL: f"aux={m['aux']:g},smooth={m['smooth']:g},dropout={m['dropout']:g}",
+          "loss.aux_weight_real": m["aux"], "loss.aux_weight_fake": m["aux"],
+          "loss.aux_weight_g": m["aux"], "loss.label_smoothing": m["smooth"],
+          "model.d_dropout": m["dropout"]})
+    return members
+  if name == "tiny":  # three quick members, for the tests
+    return sweeps.product(**{"loss.label_smoothing": [0.0, 0.1, 0.2]})
+  raise sweeps.unknown_sweep(name, ("ablation", "tiny"))

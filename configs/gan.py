@@ -24,3 +24,35 @@ def get_config(preset: str = ""):
     c.name = "gan_cpu"
     c.num_epochs = 8
   return gan_base.finish(c, preset)
+
+
+def get_sweep(name: str) -> list[dict]:
+  """Named override sets for scripts/sweep.py, e.g.
+
+      python scripts/sweep.py --config=configs/gan.py:cpu --sweep=losses --seeds=3
+
+  'losses', in the spirit of Lucic et al. 2018 ("Are GANs Created Equal?"): the same MLP generator
+  and discriminator (no normalization: the MLP has none, and WGAN-GP forbids batch norm) trained
+  with the minimax loss, the non-saturating loss, WGAN (weight clipping, RMSProp) and WGAN-GP,
+  each with its paper's optimizer and critic steps. Every member sets the same keys.
+  """
+  from common import sweeps  # pylint: disable=g-import-not-at-top
+  if name != "losses":
+    raise sweeps.unknown_sweep(name, ("losses",))
+
+  def member(label, d, g, clip=0.0, gp=0.0, d_steps=1, opt="adam", lr=2e-4, b1=0.5, b2=0.999,
+             rho=0.9):
+    m = {sweeps.LABEL: label, "loss.d": d, "loss.g": g, "loss.clip": clip,
+         "loss.gp_weight": gp, "d_steps": d_steps, "model.d_norm": "none"}
+    for player in ("g_optimizer", "d_optimizer"):
+      m.update({f"{player}.name": opt, f"{player}.learning_rate": lr, f"{player}.b1": b1,
+                f"{player}.b2": b2, f"{player}.rho": rho})
+    return m
+
+  return [
+      member("minimax", "minimax", "minimax"),
+      member("non_saturating", "minimax", "non_saturating"),
+      member("wgan", "wasserstein", "wasserstein", clip=0.01, d_steps=5, opt="rmsprop", lr=5e-5,
+             rho=0.99),
+      member("wgan_gp", "wasserstein", "wasserstein", gp=10.0, d_steps=5, lr=1e-4, b2=0.9),
+  ]

@@ -28,3 +28,14 @@ def get_config(preset: str = ""):
     c.model.d_width = 32
     c.num_epochs = 10
   return gan_base.finish(c, preset)
+
+
+def get_sweep(name: str) -> list[dict]:
+  """Named override sets for scripts/sweep.py, e.g.
+
+      python scripts/sweep.py --config=configs/wgan_gp.py:cpu --sweep=ablation
+  """
+  from common import sweeps  # pylint: disable=g-import-not-at-top
+  if name == "ablation":  # gradient-penalty lambda x critic steps per generator step
+    return sweeps.product(**{"loss.gp_weight": [1.0, 10.0, 100.0], "d_steps": [1, 5]})
+  raise sweeps.unknown_sweep(name, ("ablation",))
