@@ -13,6 +13,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from common import parallel
@@ -95,6 +96,22 @@ def _tfds_builder(config):
         f"{', '.join(KNOWN_TFDS + GENERATED)} (or any other TFDS name).") from None
   if builder.is_prepared():
     return builder
+  if jax.process_count() > 1:  # one process prepares; the others wait, then read
+    if jax.process_index() == 0:
+      _prepare(config, builder, tfds)
+    multihost_utils.sync_global_devices(f"prepare {config.dataset}")
+    return tfds.builder(config.dataset, data_dir=data_dir(config))
+  _prepare(config, builder, tfds)
+  return builder
+
+
+def prepare(config) -> None:
+  """Prepares config.dataset in its TFDS data_dir if needed (a no-op for generated datasets)."""
+  if config.dataset not in GENERATED:
+    _tfds_builder(config)
+
+
+def _prepare(config, builder, tfds) -> None:
   mdir = manual_dir(config)
   where = (f"Put the original files in a folder and pass it as --config.manual_dir=DIR "
            f"(or ${MANUAL_DIR_ENV}); TFDS then prepares {config.dataset!r} offline into "
@@ -114,7 +131,6 @@ def _tfds_builder(config):
         f"Dataset {config.dataset!r} is not prepared in {data_dir(config)} and could not be "
         f"prepared from manual_dir={mdir!r} or downloaded ({kind}: "
         f"{str(e).splitlines()[0][:300] if str(e) else ''}). {where}") from None
-  return builder
 
 
 def _split_sizes(config, builder) -> tuple[int, int]:

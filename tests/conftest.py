@@ -24,6 +24,9 @@ def tfds_dir(tmp_path_factory) -> str:
   d = os.environ.get("TEST_TFDS_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
   os.environ["TFDS_DATA_DIR"] = d
   os.environ["TFDS_MANUAL_DIR"] = MNIST_DIR
+  # Prepared once here, so that subprocesses started side by side never prepare it concurrently.
+  from common import data as data_lib  # pylint: disable=g-import-not-at-top
+  data_lib.prepare(load_config("cnn_seed", "test"))
   return d
 
 

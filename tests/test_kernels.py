@@ -1,5 +1,7 @@
 """common.kernels equals the lax / flax references, forward and gradients."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,12 +26,18 @@ def _close(actual, expected):
 
 
 def _check(fn, ref, x, w, b, wrt=(0, 1, 2)):
-  """Forward, and gradients of a random projection of the output w.r.t. the args in `wrt`."""
-  y = ref(x, w, b)
-  _close(jax.jit(fn)(x, w, b), y)
-  r = jax.random.normal(jax.random.key(9), y.shape)
-  grad = lambda f: jax.jit(jax.grad(lambda *a: (f(*a) * r).sum(), wrt))(x, w, b)
-  _close(grad(fn), grad(ref))
+  """Forward, and the VJP of a random cotangent w.r.t. the args in `wrt` (one jit per side)."""
+  wrt = (wrt,) if isinstance(wrt, int) else wrt
+  r = jax.random.normal(jax.random.key(9), jax.eval_shape(ref, x, w, b).shape)
+
+  @partial(jax.jit, static_argnums=0)
+  def run(f):
+    args = [x, w, b]
+    y, vjp = jax.vjp(lambda *d: f(*[d[wrt.index(i)] if i in wrt else a
+                                   for i, a in enumerate(args)]), *[args[i] for i in wrt])
+    return y, vjp(r)
+
+  _close(run(fn), run(ref))
 
 
 def _args(spatial, cin, cout, k, bias=True):
