@@ -60,3 +60,25 @@ def test_one_dimensional_vgg_runs_on_sequences():
   model = models.vgg_cnn(in_channels=1, image_size=40, ndim=1, rngs=nnx.Rngs(0))
   out = model(jnp.zeros((4, 40, 1)), train=True, key=jax.random.PRNGKey(0))
   assert out.shape == (4, 10)
+
+
+def test_fused_first_conv_and_pool_equal_the_layers_applied_one_by_one():
+  model = models.seed_cnn(rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1))
+  key = jax.random.PRNGKey(2)
+
+  def loss(params, fused):
+    m = nnx.merge(graphdef, params, copy=True)
+    if fused:
+      return jnp.sum(m(x, train=True, key=key) ** 2)
+    h = x
+    for i, layer in enumerate(m.layers):
+      h = layer(h, train=True, key=jax.random.fold_in(key, i) if layer.stochastic else None)
+    return jnp.sum(h ** 2)
+
+  assert isinstance(model.layers[0], layers.Conv) and model.layers[0].fuses_with(model.layers[1])
+  g_fused = jax.grad(loss)(params, True)
+  g_plain = jax.grad(loss)(params, False)
+  for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_plain)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
