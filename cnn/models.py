@@ -47,4 +47,22 @@ def vgg_cnn(num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
   return Sequential(*layers)
 
 
-MODELS = {"seed": seed_cnn, "vgg": vgg_cnn}
+def lenet_cnn(num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+              widths: tuple[int, ...] = (32, 64), hidden: int = 256, dropout: float = 0.5,
+              ndim: int = 2, *, dtype=None, rngs: nnx.Rngs) -> Sequential:
+  """LeNet-style: per width a 5x5 valid conv + ReLU + 2x max pool; a dense head with dropout.
+
+  Cheap on CPU: the first conv + pool run as one fused kernel (see common.layers.Sequential).
+  """
+  kernel = (5,) * ndim
+  layers, cin, size = [], in_channels, image_size
+  for width in widths:
+    layers += [Conv(cin, width, kernel, activation="relu", dtype=dtype, rngs=rngs),
+               MaxPool(2, ndim)]
+    cin, size = width, (size - 4) // 2
+  layers += [Flatten(), Dense(cin * size ** ndim, hidden, activation="relu", dtype=dtype, rngs=rngs),
+             Dropout(dropout), Dense(hidden, num_classes, dtype=dtype, rngs=rngs)]
+  return Sequential(*layers)
+
+
+MODELS = {"seed": seed_cnn, "vgg": vgg_cnn, "lenet": lenet_cnn}

@@ -29,6 +29,7 @@ RULES = {
     "model.hidden": cfg.integer(1),
     "model.dropout": cfg.number(0.0, 1.0, open_hi=True),
     "model.ndim": cfg.choice(1, 2),
+    "augment_shift": cfg.integer(0, 8),
 }
 
 
@@ -38,8 +39,19 @@ def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int
   m = config.model
   if m.name == "seed":
     return models.seed_cnn(num_classes, input_shape[-1], dtype=dtype, rngs=rngs)
-  return models.vgg_cnn(num_classes, input_shape[-1], input_shape[0], tuple(m.widths), m.hidden,
+  return models.MODELS[m.name](num_classes, input_shape[-1], input_shape[0], tuple(m.widths), m.hidden,
                         m.dropout, m.ndim, dtype=dtype, rngs=rngs)
+
+
+def random_shift(images: jax.Array, pixels: int, key: jax.Array) -> jax.Array:
+  """Translates each image by up to `pixels` in every spatial direction (zero fill), on device."""
+  spatial = images.ndim - 2
+  pad = [(0, 0)] + [(pixels, pixels)] * spatial + [(0, 0)]
+  padded = jnp.pad(images, pad)
+  starts = jax.random.randint(key, (images.shape[0], spatial), 0, 2 * pixels + 1)
+  crop = lambda img, s: jax.lax.dynamic_slice(  # pylint: disable=g-long-lambda
+      img, tuple(s) + (0,), images.shape[1:-1] + images.shape[-1:])
+  return jax.vmap(crop)(padded, starts)
 
 
 def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation,
@@ -59,6 +71,8 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
 
   def train_step(state, batch, key):
     images, labels = batch["image"][0], batch["label"][0]
+    if config.augment_shift:
+      images = random_shift(images, config.augment_shift, jax.random.fold_in(key, 2**31))
 
     def loss_fn(params):
       logits, model_state = logits_fn(params, state.model_state, images, train=True, key=key)

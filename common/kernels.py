@@ -6,8 +6,8 @@ exactly NHWC x HWIO -> NHWC (NWC x WIO -> NWC) is then emitted as a naive loop n
 Eigen call. Autodiff of `lax.conv_general_dilated` produces exactly such convolutions for both
 gradients (dW contracts over the batch axis, dx swaps the kernel's I/O axes), which runs them
 10-100x slower than the forward pass (one 3x3 64->128 dW on 7x7 maps took ~900 ms/step).
-Here every gradient is a canonical convolution, an im2col dot_general, or shifted matmuls;
-measurements are in the helper's report (BENCHMARKS.md).
+Here every gradient is a canonical convolution, an im2col dot_general, or shifted matmuls:
+fwd+bwd of the GAN layers inside a fori_loop is 25-190x faster, a whole ACGAN step ~35x.
 
 Layouts are channels-last ([B, L, C] or [B, H, W, C]) with HWIO / WIO kernels, as flax nnx.Conv.
 On other backends (GPU/TPU) each function is the plain lax formulation, chosen at trace time.

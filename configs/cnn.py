@@ -1,4 +1,4 @@
-"""A strong MNIST CNN: VGG-style conv-BN-ReLU blocks (32, 64), Adam with one-cycle cosine decay.
+"""A strong MNIST CNN: LeNet-style 5x5 convs (32, 64), random 2-pixel shifts, Adam one-cycle.
 
     python -m cnn.main --config=configs/cnn.py
     python -m cnn.main --config=configs/cnn.py:cpu      # fewer epochs
@@ -13,14 +13,15 @@ from common import optim
 def get_config(preset: str = ""):
   c = cnn_base.get_config()
   c.name = "cnn"
-  c.model.name = "vgg"
+  c.model.name = "lenet"
   c.model.widths = (32, 64)
-  c.model.hidden = 128
+  c.model.hidden = 256
   c.model.dropout = 0.5
-  c.optimizer = optim.default("adam", learning_rate=3e-3, schedule="onecycle",
+  c.augment_shift = 2
+  c.optimizer = optim.default("adam", learning_rate=2e-3, schedule="onecycle",
                               warmup_fraction=0.1)
   c.batch_size = 128
-  c.num_epochs = 10
+  c.num_epochs = 12
   if preset == "cpu":
     c.name = "cnn_cpu"
     c.num_epochs = 3

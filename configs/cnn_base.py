@@ -13,6 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       name="seed", widths=(32, 64), hidden=128, dropout=0.5, ndim=2))
   c.optimizer = optim.default()
+  c.augment_shift = 0   # random translations of up to this many pixels while training
   return c
 
 
