@@ -18,9 +18,6 @@ from jax.sharding import Mesh
 
 from common import parallel
 
-# TensorFlow (imported by TFDS) logs noise at import unless told not to before.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 # Names common.data loads without TFDS.
 GENERATED = ("mnist1d",)
 # TFDS datasets small enough to hold on an accelerator as uint8.

@@ -19,12 +19,13 @@ ARCHS = ("mlp", "dcgan", "keras_acgan")
 # discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its input.
 CONDITIONING = ("none", "concat", "multiply")
 NORMS = ("batch", "layer", "none")
-INITS = ("default", "dcgan")
+INITS = ("default", "dcgan", "he")
 
 
 def _init(name: str):
-  """DCGAN's N(0, 0.02) or Keras's glorot-uniform kernels."""
-  return nnx.initializers.normal(0.02) if name == "dcgan" else nnx.initializers.glorot_uniform()
+  """DCGAN's N(0, 0.02), He's ReLU-preserving normal, or Keras's glorot-uniform kernels."""
+  return {"dcgan": nnx.initializers.normal(0.02), "he": nnx.initializers.he_normal()}.get(
+      name, nnx.initializers.glorot_uniform())
 
 
 def _norm(kind: str, features: int, input_ndim: int, dtype, rngs) -> list:
@@ -121,17 +122,21 @@ def _keras_acgan(m, shape, zin, dtype, rngs):
   """The Keras MNIST ACGAN (the course's model); widths scale with g_width and d_width."""
   base = shape[0] // 4
   w = m.g_width
+  # Keras: glorot-uniform dense and glorot-normal conv kernels; init='he' keeps ReLU activations
+  # from shrinking layer by layer (narrow CPU-preset generators otherwise start near-constant).
+  dense_init = _init(m.init) if m.init == "he" else nnx.initializers.glorot_uniform()
+  conv_init = _init(m.init) if m.init == "he" else nnx.initializers.glorot_normal()
   g = Sequential(
-      Dense(zin, m.g_hidden, "relu", dtype=dtype, rngs=rngs),
-      Dense(m.g_hidden, w * base * base, "relu", dtype=dtype, rngs=rngs),
+      Dense(zin, m.g_hidden, "relu", dtype=dtype, kernel_init=dense_init, rngs=rngs),
+      Dense(m.g_hidden, w * base * base, "relu", dtype=dtype, kernel_init=dense_init, rngs=rngs),
       Reshape((base, base, w)), UpSample(2),
       Conv(w, 2 * w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
-           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs),
+           kernel_init=conv_init, rngs=rngs),
       UpSample(2),
       Conv(2 * w, w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
-           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs),
+           kernel_init=conv_init, rngs=rngs),
       Conv(w, shape[2], (2, 2), padding="SAME", activation="tanh", dtype=dtype,
-           kernel_init=nnx.initializers.glorot_normal(), rngs=rngs))
+           kernel_init=conv_init, rngs=rngs))
   cin = shape[2] + (m.num_classes if m.d_conditional else 0)
   d_layers, size = [], shape[0]
   for i, stride in enumerate((2, 1, 2, 1)):
