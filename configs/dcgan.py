@@ -22,5 +22,5 @@ def get_config(preset: str = ""):
     c.name = "dcgan_cpu"
     c.model.g_width = 32
     c.model.d_width = 32
-    c.num_epochs = 4
+    c.num_epochs = 10  # 4 epochs (140 s) gave classifier score 6.2
   return gan_base.finish(c, preset)

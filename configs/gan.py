@@ -22,7 +22,7 @@ def get_config(preset: str = ""):
   c.num_epochs = 50
   if preset == "cpu":
     c.name = "gan_cpu"
-    c.num_epochs = 8
+    c.num_epochs = 25  # 8 epochs (~100 s) gave classifier score 6.2
   return gan_base.finish(c, preset)
 
 
