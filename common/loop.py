@@ -263,12 +263,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
       writer.write_epoch(record)
       history.append(record)
       meta = {"epoch_sums": None, "train_time_s": train_time}
-      if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
+      saved = epoch % config.checkpoint_every_epochs == 0 or step == total_steps
+      if saved:
         ckpts.save(step, state, meta)
       if task.on_epoch_end is not None:
         task.on_epoch_end(state, history, writer)
       if preemption.reached(step) and step < total_steps:
-        ckpts.save(step, state, meta)
+        if not saved:  # a signal during the epoch-end save must not save the same step twice
+          ckpts.save(step, state, meta)
         preempted = True
         reporting.print_line(f"Preempted: saved step {step} in {workdir}; rerun to resume.")
         break

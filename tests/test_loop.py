@@ -1,5 +1,9 @@
 """The shared loop with a toy task: NaN handling keeps the last good checkpoint."""
 
+import dataclasses
+import os
+import signal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,3 +58,17 @@ def test_toy_run_finishes_and_logs(tmp_path):
   assert int(r["state"].step) == 24
   first = float((tmp_path / "metrics.jsonl").read_text().splitlines()[0].split('"loss": ')[1].split(",")[0])
   assert r["final_epoch"]["loss"] < 0.1 * first
+
+
+def test_sigterm_during_epoch_end_saves_once_and_resumes(tmp_path):
+  """A signal that lands while the epoch-end checkpoint is written must not save that step twice."""
+  mesh = parallel.make_mesh()
+  c = loop.base_config()
+  c.batch_size, c.num_epochs = 8, 3
+  task = _toy(nan_from_step=10**9)
+  task = dataclasses.replace(task, on_epoch_end=lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+  r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
+  assert r["preempted"] and r["step"] == 8
+  task = dataclasses.replace(task, on_epoch_end=None)
+  r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
+  assert not r["preempted"] and int(r["state"].step) == 24
