@@ -112,7 +112,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str):
   mesh = parallel.make_mesh()
   splits = data_lib.load(config, mesh, train_batch=config.batch_size,
                          eval_batch=config.eval_batch_size)
-  input_shape = splits["train"].images.shape[2:]
+  input_shape = splits["train"].example_shape
   model = build_model(config, input_shape, 10, jax.random.PRNGKey(config.seed))
   reporting.print_line(layers.summary(model, input_shape, config.name))
   total_steps = data_lib.steps_per_epoch(splits["train"], config.batch_size) * config.num_epochs

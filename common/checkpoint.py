@@ -15,7 +15,8 @@ from common import config as cfg
 # Keys that may change between a run and its resumption without changing what is computed.
 RESUMABLE_KEYS = ("num_epochs", "data_dir", "manual_dir", "steps_per_call",
                   "checkpoint_every_epochs", "max_checkpoints", "eval_every_epochs",
-                  "classifier_workdir", "sample_every_epochs", "progress_bar")
+                  "classifier_workdir", "sample_every_epochs", "progress_bar",
+                  "data_placement")
 
 
 class WorkdirError(RuntimeError):
@@ -99,6 +100,7 @@ class Preemption:
 
   def __init__(self):
     self.requested = False
+    self._calls = 0
     self._previous = None
     if jax.process_count() == 1 and _in_main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
@@ -106,9 +108,13 @@ class Preemption:
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     self.requested = True
 
-  def reached(self, step: int) -> bool:
+  def reached(self, step: int) -> bool:  # pylint: disable=unused-argument
+    """Whether to save and stop now; every process gets the same answer at the same call."""
     if jax.process_count() > 1:
-      return multihost_utils.reached_preemption_sync_point(step)
+      # The service picks (largest counter any process reported) + 1 as the sync point, so the
+      # counter must advance by one per call: a step counter that jumps by a chunk would skip it.
+      self._calls += 1
+      return multihost_utils.reached_preemption_sync_point(self._calls)
     return self.requested
 
   def close(self) -> None:

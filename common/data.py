@@ -3,16 +3,24 @@
 A split on device is `images[S, n, ...]`, `labels[S, n]` (and `mask[S, n]` for evaluation splits,
 False on padding), with the leading shard axis S split over the mesh's 'data' axis: each device
 holds its own n examples and each process reads only the examples of its own devices.
-Each epoch every shard is shuffled on device (`epoch_batches`), so no host work happens per step.
+Each epoch every shard is shuffled on device (`epoch_permutation`), so no host work happens per step.
+
+A training split too big for device memory is a `StreamedSplit` instead (config.data_placement):
+the same shards kept in host memory, the same permutation, and each chunk of steps' batches
+gathered on the host and placed on device by a background thread ahead of use.
 """
 
 import dataclasses
 import os
 import pathlib
+import queue
+import threading
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
@@ -22,6 +30,8 @@ from common import parallel
 GENERATED = ("mnist1d",)
 # TFDS datasets small enough to hold on an accelerator as uint8.
 KNOWN_TFDS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped")
+# data_placement='auto' streams a training split that would fill more of a device than this.
+DEVICE_FRACTION = 0.4
 MANUAL_DIR_ENV = "TFDS_MANUAL_DIR"
 DATA_DIR_ENV = "TFDS_DATA_DIR"
 # ../shared/data/<name> beside the repository: where this project's machines keep offline copies.
@@ -51,6 +61,36 @@ class DeviceSplit:
   @property
   def per_shard(self) -> int:
     return self.images.shape[1]
+
+  @property
+  def num_shards(self) -> int:
+    return self.images.shape[0]
+
+  @property
+  def example_shape(self) -> tuple[int, ...]:
+    return tuple(self.images.shape[2:])
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSplit:
+  """A training split kept in host memory, in the shard layout `to_device` would give it.
+
+  Arrays hold this process's shards only; `shard_ids` are their global indices, so the
+  permutation of every shard is the one the on-device path draws from the same key.
+  """
+  images: np.ndarray   # [S_local, n, ...]
+  labels: np.ndarray   # [S_local, n]
+  shard_ids: np.ndarray  # [S_local] global shard index of each local row
+  num_shards: int      # S, over every process
+  num_examples: int
+
+  @property
+  def per_shard(self) -> int:
+    return self.images.shape[1]
+
+  @property
+  def example_shape(self) -> tuple[int, ...]:
+    return tuple(self.images.shape[2:])
 
 
 jax.tree_util.register_dataclass(
@@ -231,14 +271,109 @@ def gather_batches(split: DeviceSplit, perm: jax.Array, start: jax.Array, num_ba
   """
   take = num_batches * per_shard_batch
   idx = jax.lax.dynamic_slice_in_dim(perm, start * per_shard_batch, take, axis=1)  # [S, k*b]
+  gather = lambda a: jax.vmap(lambda rows, i: rows[i])(a, idx)          # [S, k*b, ...]
+  return {"image": _shard_rows_to_batches(gather(split.images), num_batches, per_shard_batch),
+          "label": _shard_rows_to_batches(gather(split.labels), num_batches, per_shard_batch)}
 
-  def gather(a):
-    x = jax.vmap(lambda rows, i: rows[i])(a, idx)                      # [S, k*b, ...]
-    x = x.reshape((x.shape[0], num_batches, per_shard_batch) + x.shape[2:])
-    x = jnp.moveaxis(x, 1, 0)                                          # [k, S, b, ...]
-    return x.reshape((num_batches, -1) + x.shape[3:])                  # [k, S*b, ...]
 
-  return {"image": gather(split.images), "label": gather(split.labels)}
+def _shard_rows_to_batches(x: jax.Array, num_batches: int, per_shard_batch: int) -> jax.Array:
+  """[S, k*b, ...] (each shard's next k*b examples) -> [k, S*b, ...] (k global batches)."""
+  x = x.reshape((x.shape[0], num_batches, per_shard_batch) + x.shape[2:])
+  x = jnp.moveaxis(x, 1, 0)                                            # [k, S, b, ...]
+  return x.reshape((num_batches, -1) + x.shape[3:])
+
+
+def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int,
+                  per_shard_batch: int) -> dict[str, jax.Array]:
+  """Batches `start .. start+num_batches` of a streamed chunk: rows [S, K*b, ...] -> [k, S*b, ...]."""
+  take = num_batches * per_shard_batch
+  return {name: _shard_rows_to_batches(
+      jax.lax.dynamic_slice_in_dim(a, start * per_shard_batch, take, axis=1),
+      num_batches, per_shard_batch) for name, a in rows.items()}
+
+
+def to_host_shards(mesh: Mesh, split: HostSplit) -> StreamedSplit:
+  """A training split in to_device's shard layout, left in host memory for streaming."""
+  n_local_devices = len(mesh.local_devices)
+  per_shard = len(split.labels) // n_local_devices
+  if per_shard == 0:
+    raise DataError(f"{len(split.labels)} examples can't be split over {n_local_devices} devices.")
+  keep = per_shard * n_local_devices
+  index_map = parallel.sharded(mesh).addressable_devices_indices_map((mesh.size,))
+  shard_ids = np.array(sorted(ix[0].start or 0 for ix in index_map.values()))
+  return StreamedSplit(
+      split.images[:keep].reshape((n_local_devices, per_shard) + split.images.shape[1:]),
+      split.labels[:keep].reshape((n_local_devices, per_shard)), shard_ids, mesh.size,
+      keep * jax.process_count())
+
+
+def stream_chunks(mesh: Mesh, split: StreamedSplit, shuffle_key: jax.Array,
+                  chunks: Iterator[tuple[int, int, int]], chunk_steps: int, batches_per_step: int,
+                  per_shard_batch: int) -> Iterator[dict[str, jax.Array]]:
+  """Device arrays for each (epoch, start, stop) chunk: rows [S, chunk_steps*k*b, ...].
+
+  Steps `start .. stop` of the epoch, in the order `gather_batches` takes them from the same
+  permutation; chunks shorter than chunk_steps are padded, so one compiled program serves all.
+  """
+  per_step = batches_per_step * per_shard_batch
+  perm, perm_epoch = None, None
+  rows = np.arange(len(split.shard_ids))[:, None]
+  for epoch, start, stop in chunks:
+    if epoch != perm_epoch:
+      perm = np.asarray(epoch_permutation(jax.random.fold_in(shuffle_key, epoch),
+                                          split.num_shards, split.per_shard))[split.shard_ids]
+      perm_epoch = epoch
+    idx = perm[:, start * per_step:stop * per_step]                     # [S_local, m*k*b]
+    out = {}
+    for name, a in (("image", split.images), ("label", split.labels)):
+      x = np.zeros((len(rows), chunk_steps * per_step) + a.shape[2:], a.dtype)
+      x[:, :idx.shape[1]] = a[rows, idx]
+      out[name] = parallel.global_array(mesh, x, (split.num_shards,) + x.shape[1:])
+    yield out
+
+
+class Prefetch:
+  """Runs an iterator in a background thread, `depth` items ahead, so the device never waits."""
+
+  def __init__(self, iterator: Iterator, depth: int = 2):
+    self._queue = queue.Queue(maxsize=depth)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(iterator,), daemon=True)
+    self._thread.start()
+
+  def _fill(self, iterator):
+    try:
+      for item in iterator:
+        while not self._stop.is_set():
+          try:
+            self._queue.put(("item", item), timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+      self._queue.put(("end", None))
+    except Exception as e:  # pylint: disable=broad-except
+      self._queue.put(("error", e))  # re-raised in the consumer's thread
+
+  def __next__(self):
+    kind, item = self._queue.get()
+    if kind == "error":
+      raise item
+    if kind == "end":
+      raise StopIteration
+    return item
+
+  def __iter__(self):
+    return self
+
+  def close(self) -> None:
+    self._stop.set()
+    while self._thread.is_alive():
+      try:
+        self._queue.get(timeout=0.1)
+      except queue.Empty:
+        pass
 
 
 def to_float(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0),
@@ -250,12 +385,16 @@ def to_float(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0),
   return (images.astype(dtype) * ((hi - lo) / 255.0) + lo).astype(dtype)
 
 
-def load(config, mesh: Mesh, *, train_batch: int, eval_batch: int) -> dict[str, DeviceSplit]:
-  """Every split of config.dataset on device: 'train' for training, 'val' and 'test' padded."""
+def load(config, mesh: Mesh, *, train_batch: int, eval_batch: int) -> dict:
+  """Every split of config.dataset: 'train' on device or streamed (see `placement`), 'val' and
+  'test' on device, padded."""
   host = load_host(config)
   per_device_eval = parallel.check_batch(eval_batch, mesh, "eval_batch_size")
   parallel.check_batch(train_batch, mesh)
-  out = {"train": to_device(mesh, host["train"])}
+  where = placement(config, host["train"], mesh)
+  logging.info("Training split (%.0f MB in this process) placed on %s", host["train"].images.nbytes
+               / 2**20, "the devices" if where == "device" else "the host, streamed")
+  out = {"train": (to_host_shards if where == "host" else to_device)(mesh, host["train"])}
   for name in ("val", "test"):
     if name in host:
       out[name] = to_device(mesh, host[name], pad_to=per_device_eval)
@@ -266,6 +405,21 @@ def load(config, mesh: Mesh, *, train_batch: int, eval_batch: int) -> dict[str, 
   return out
 
 
-def steps_per_epoch(split: DeviceSplit, global_batch: int, batches_per_step: int = 1) -> int:
-  per_shard_batch = global_batch // split.images.shape[0]
+def placement(config, train: HostSplit, mesh: Mesh) -> str:
+  """'device' or 'host' for the training split: config.data_placement, or by size if 'auto'.
+
+  'auto' streams when this process's share would take more than DEVICE_FRACTION of a device's
+  memory (backends that report no limit, such as CPU, keep it on device).
+  """
+  if config.data_placement != "auto":
+    return config.data_placement
+  stats = mesh.local_devices[0].memory_stats() or {}
+  limit = stats.get("bytes_limit")
+  per_device = (train.images.nbytes + train.labels.nbytes) / len(mesh.local_devices)
+  return "host" if limit and per_device > DEVICE_FRACTION * limit else "device"
+
+
+def steps_per_epoch(split: DeviceSplit | StreamedSplit, global_batch: int,
+                    batches_per_step: int = 1) -> int:
+  per_shard_batch = global_batch // split.num_shards
   return split.per_shard // (per_shard_batch * batches_per_step)

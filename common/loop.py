@@ -8,6 +8,8 @@ once: a `lax.fori_loop` over steps `state.step .. stop` of one epoch, each step 
 from the on-device dataset by this epoch's permutation and taking its key from
 `fold_in(step_key, step)`. The host only starts chunks, so exact resume needs nothing but the
 state: the epoch, the permutation and every key follow from `state.step` and `state.key`.
+A training split streamed from the host (data.StreamedSplit) gets the same batches: the host
+gathers each chunk's rows by the same permutation and a background thread puts them on device.
 """
 
 import dataclasses
@@ -29,6 +31,8 @@ from common import reporting
 
 Metrics = dict[str, jax.Array]
 Batch = dict[str, jax.Array]
+# Steps per host-to-device transfer when the training split streams from the host.
+STREAM_CHUNK_STEPS = 16
 
 RULES = {
     "name": cfg.TEXT,
@@ -47,6 +51,7 @@ RULES = {
     "max_checkpoints": cfg.integer(1),
     "dtype": cfg.choice("float32", "bfloat16"),
     "progress_bar": cfg.choice("auto", "on", "off"),
+    "data_placement": cfg.choice("auto", "device", "host"),
 }
 
 
@@ -69,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
       max_checkpoints=3,
       dtype="float32",       # compute dtype; parameters and optimizer state stay float32
       progress_bar="auto",
+      data_placement="auto",  # training split on 'device', streamed from 'host', or by size
   ))
 
 
@@ -103,26 +109,40 @@ class NonFiniteError(FloatingPointError):
   """A loss or metric became NaN or Inf; the last good checkpoint is kept."""
 
 
-def first_step_key(state: TrainState) -> tuple[jax.Array, jax.Array]:
-  """(shuffle key, step key) derived from the run's key."""
-  shuffle_key, step_key = jax.random.split(state.key)
+def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(shuffle key, step key) derived from the run's key (state.key)."""
+  shuffle_key, step_key = jax.random.split(key)
   return shuffle_key, step_key
 
 
-def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int):
-  """The jitted chunk of steps; see the module docstring."""
+def epoch_chunks(start: int, steps_per_epoch: int, chunk: int) -> list[tuple[int, int]]:
+  """(start, stop) of each call's steps within one epoch, from step `start` of it."""
+  return [(a, min(a + chunk, steps_per_epoch)) for a in range(start, steps_per_epoch, chunk)]
 
-  def train_chunk(state: TrainState, split: data_lib.DeviceSplit, stop, sums):
-    shuffle_key, step_key = first_step_key(state)
-    epoch = state.step // steps_per_epoch
-    perm = data_lib.epoch_permutation(jax.random.fold_in(shuffle_key, epoch),
-                                      split.images.shape[0], split.per_shard)
+
+def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int,
+                     streamed: bool = False):
+  """The jitted chunk of steps; see the module docstring.
+
+  `data` is the DeviceSplit, or for a streamed split the chunk's rows from data.stream_chunks.
+  """
+
+  def train_chunk(state: TrainState, data, stop, sums):
+    shuffle_key, step_key = run_keys(state.key)
     start = state.step % steps_per_epoch
+    if streamed:
+      batch_at = lambda i: data_lib.slice_batches(  # pylint: disable=g-long-lambda
+          data, i * task.batches_per_step, task.batches_per_step, per_shard_batch)
+    else:
+      perm = data_lib.epoch_permutation(
+          jax.random.fold_in(shuffle_key, state.step // steps_per_epoch), data.num_shards,
+          data.per_shard)
+      batch_at = lambda i: data_lib.gather_batches(  # pylint: disable=g-long-lambda
+          data, perm, (start + i) * task.batches_per_step, task.batches_per_step, per_shard_batch)
 
     def body(i, carry):
       state, sums, bad = carry
-      batch = data_lib.gather_batches(split, perm, (start + i) * task.batches_per_step,
-                                      task.batches_per_step, per_shard_batch)
+      batch = batch_at(i)
       state, metrics = task.train_step(state, batch, jax.random.fold_in(step_key, state.step))
       finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in jax.tree.leaves(metrics)]))
       bad = jnp.where((bad < 0) & ~finite, state.step, bad)
@@ -132,6 +152,13 @@ def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int):
     return jax.lax.fori_loop(0, stop - start, body, (state, sums, jnp.int32(-1)))
 
   return jax.jit(train_chunk, donate_argnums=(0, 3))
+
+
+def batch_like(task: Task, split, global_batch: int) -> Batch:
+  """Shapes and dtypes of one step's batch, for eval_shape."""
+  lead = (task.batches_per_step, global_batch)
+  return {"image": jax.ShapeDtypeStruct(lead + split.example_shape, split.images.dtype),
+          "label": jax.ShapeDtypeStruct(lead, split.labels.dtype)}
 
 
 def make_evaluate(task: Task, eval_batch: int):
@@ -193,24 +220,40 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
   step = int(state.step)
   history = writer.history(up_to_epoch=step // steps_per_epoch)
 
-  train_chunk = make_train_chunk(task, steps_per_epoch, per_shard_batch)
+  streamed = isinstance(train, data_lib.StreamedSplit)
+  train_chunk = make_train_chunk(task, steps_per_epoch, per_shard_batch, streamed)
   evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
-  like_metrics = jax.eval_shape(
-      lambda state, split: task.train_step(state, data_lib.gather_batches(
-          split, jnp.zeros(split.labels.shape, jnp.int32), 0, task.batches_per_step,
-          per_shard_batch), jax.random.PRNGKey(0))[1], state, train)
+  like_metrics = jax.eval_shape(task.train_step, state, batch_like(task, train, config.batch_size),
+                                jax.random.PRNGKey(0))[1]
   zero_sums = lambda: parallel.replicate(  # pylint: disable=g-long-lambda
       mesh, jax.tree.map(lambda s: np.zeros(s.shape, np.float32), like_metrics))
 
-  compile_start = time.perf_counter()
-  compiled = train_chunk.lower(state, train, jnp.int32(0), zero_sums()).compile()
-  compile_s = time.perf_counter() - compile_start
-  logging.info("Compiled the training chunk in %.1fs", compile_s)
-
   chunk = config.steps_per_call
   progress = reporting.Progress({"auto": None, "on": True, "off": False}[config.progress_bar])
-  if chunk == 0:
+  if chunk == 0 and streamed:
+    chunk = min(steps_per_epoch, STREAM_CHUNK_STEPS)
+  elif chunk == 0:
     chunk = max(1, steps_per_epoch // 30) if progress.enabled else steps_per_epoch
+  if streamed:
+    shuffle_key = run_keys(np.asarray(state.key.addressable_data(0)))[0]
+    plan = ((epoch, a, b) for epoch in range(step // steps_per_epoch, config.num_epochs)
+            for a, b in epoch_chunks(max(0, step - epoch * steps_per_epoch), steps_per_epoch,
+                                     chunk))
+    feed = data_lib.Prefetch(data_lib.stream_chunks(
+        mesh, train, shuffle_key, plan, chunk, task.batches_per_step, per_shard_batch))
+    data_like = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct((train.num_shards, chunk * task.batches_per_step *
+                                        per_shard_batch) + a.shape[2:], a.dtype,
+                                       sharding=parallel.sharded(mesh)),
+        {"image": train.images, "label": train.labels})
+    next_data = lambda: next(feed)
+  else:
+    feed, data_like, next_data = None, train, lambda: train
+
+  compile_start = time.perf_counter()
+  compiled = train_chunk.lower(state, data_like, jnp.int32(0), zero_sums()).compile()
+  compile_s = time.perf_counter() - compile_start
+  logging.info("Compiled the training chunk in %.1fs", compile_s)
   preemption = checkpoint.Preemption()
   preempted = False
   train_time = meta["train_time_s"]
@@ -223,10 +266,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
       meta["epoch_sums"] = None
       resumed_steps = step - epoch_start_step
       t0 = time.perf_counter()
-      while step < epoch_start_step + steps_per_epoch:
-        stop = min(step + chunk, epoch_start_step + steps_per_epoch)
-        state, sums, bad = compiled(state, train, jnp.int32(stop - epoch_start_step), sums)
-        step = stop
+      for _, stop in epoch_chunks(resumed_steps, steps_per_epoch, chunk):
+        state, sums, bad = compiled(state, next_data(), jnp.int32(stop), sums)
+        step = epoch_start_step + stop
         if progress.enabled:
           jax.block_until_ready(sums)
           progress.update(epoch, config.num_epochs, step - epoch_start_step, steps_per_epoch,
@@ -238,6 +280,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
       if preempted:
         meta = {"epoch_sums": _as_floats(sums), "train_time_s": train_time}
         ckpts.save(step, state, meta)
+        logging.info("Process %d saved step %d on preemption", jax.process_index(), step)
         progress.clear()
         reporting.print_line(f"Preempted: saved step {step} (epoch {epoch}) in {workdir}; "
                              "rerun the same command to resume.")
@@ -271,10 +314,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
       if preemption.reached(step) and step < total_steps:
         if not saved:  # a signal during the epoch-end save must not save the same step twice
           ckpts.save(step, state, meta)
+        logging.info("Process %d saved step %d on preemption", jax.process_index(), step)
         preempted = True
         reporting.print_line(f"Preempted: saved step {step} in {workdir}; rerun to resume.")
         break
   finally:
+    if feed is not None:
+      feed.close()
     ckpts.close()
     preemption.close()
 

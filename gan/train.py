@@ -268,7 +268,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str):
   mesh = parallel.make_mesh()
   splits = data_lib.load(config, mesh, train_batch=config.batch_size,
                          eval_batch=config.eval_batch_size)
-  image_shape = splits["train"].images.shape[2:]
+  image_shape = splits["train"].example_shape
   total_steps = (data_lib.steps_per_epoch(splits["train"], config.batch_size, config.d_steps)
                  * config.num_epochs)
   players, g_tx, d_tx = build(config, image_shape, total_steps)
@@ -285,7 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   task, splits, mesh, players = prepare(config, workdir)
   reporting.write_json(workdir, "config.json", cfg.to_dict(config))
   reporting.write_json(workdir, "dataset.json",
-                       {"image_shape": list(splits["train"].images.shape[2:])})
+                       {"image_shape": list(splits["train"].example_shape)})
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   results = loop.run(config, workdir, task, {"train": splits["train"]}, mesh)
   if results["preempted"] or not config.eval_samples:

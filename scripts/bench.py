@@ -3,19 +3,23 @@
     python scripts/bench.py --config=configs/cnn_seed.py [--steps=375] [--repeats=3] [--json]
     python scripts/bench.py --config=configs/cnn_seed.py --peers=keras,torch --peer_python=PY
     python scripts/bench.py --config=configs/acgan.py --peers=keras,torch --peer_python=PY
+    python scripts/bench.py --config=configs/cnn_seed.py --placements=device,host
 
 Times the same jitted chunk of steps that training runs (data on device, per-step batches gathered
 by the epoch's permutation), after compiling it; compile time is reported separately. Peers are
 scripts/peers/*_peer.py, run in a subprocess with --peer_python (their own virtual environment).
-Prints a Markdown table, or JSON with --json.
+With --placements, runs whole epochs through the training loop instead, once with the training
+split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
 """
 
+import dataclasses
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -39,6 +43,8 @@ flags.DEFINE_string("peer_python", os.environ.get("PEER_PYTHON", sys.executable)
                     "Python of the environment that has the peers' frameworks.")
 flags.DEFINE_integer("peer_epochs", 2, "Epochs (cnn) for each peer; the first is warm-up.")
 flags.DEFINE_integer("peer_steps", 30, "Timed steps (acgan) for each peer.")
+flags.DEFINE_list("placements", [], "Instead: whole epochs through the training loop with the "
+                  "training split in each placement (device, host); ratios to the first.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_MODELS = {"cnn_seed": "cnn_seed", "acgan": "acgan"}
@@ -62,9 +68,8 @@ def measure(config) -> dict:
   chunk = loop.make_train_chunk(task, spe, config.batch_size // mesh.size)
   state = jax.device_put(task.init(jax.random.PRNGKey(0)), jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec()))
-  like = jax.eval_shape(lambda s, sp: task.train_step(s, data_lib.gather_batches(
-      sp, jnp.zeros(sp.labels.shape, jnp.int32), 0, task.batches_per_step,
-      config.batch_size // mesh.size), jax.random.PRNGKey(0))[1], state, split)
+  like = jax.eval_shape(task.train_step, state, loop.batch_like(task, split, config.batch_size),
+                        jax.random.PRNGKey(0))[1]
   zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), like)  # pylint: disable=g-long-lambda
   t0 = time.perf_counter()
   compiled = chunk.lower(state, split, jnp.int32(steps), zeros()).compile()
@@ -90,6 +95,39 @@ def measure(config) -> dict:
   }
 
 
+def measure_placement(config, placement: str) -> dict:
+  """Whole epochs through the training loop with the training split on device or streamed.
+
+  1 + --repeats epochs; the median of epochs 2.. (the loop's own timing, evaluation excluded).
+  """
+  config = config.copy_and_resolve_references()
+  config.data_placement, config.num_epochs, config.progress_bar = placement, 1 + FLAGS.repeats, "off"
+  config.eval_every_epochs = config.checkpoint_every_epochs = 10**6
+  with tempfile.TemporaryDirectory() as workdir:
+    if is_gan(config):
+      from gan import train  # pylint: disable=g-import-not-at-top
+      task, splits, mesh, _ = train.prepare(config, workdir)
+      splits = {"train": splits["train"]}
+    else:
+      from cnn import train  # pylint: disable=g-import-not-at-top
+      task, splits, mesh = train.prepare(config, workdir)
+    task = dataclasses.replace(task, on_epoch_end=None, finish=None)
+    results = loop.run(config, workdir, task, splits, mesh)
+    epochs = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  per_sec = float(np.median([e["examples_per_sec"] for e in epochs[1:]]))
+  steps = data_lib.steps_per_epoch(splits["train"], config.batch_size, task.batches_per_step)
+  stats = jax.devices()[0].memory_stats() or {}
+  return {
+      "framework": f"jax {jax.__version__}, data on {placement}", "config": config.name,
+      "batch": config.batch_size, "steps": steps,
+      "ms_per_step": 1e3 * config.batch_size * task.batches_per_step / per_sec,
+      "examples_per_sec": per_sec, "compile_s": results["compile_time_s"],
+      "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+      "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
+  }
+
+
 def run_peer(framework: str, model: str) -> dict:
   script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
   args = [FLAGS.peer_python, script, f"--model={model}", "--json"]
@@ -104,7 +142,13 @@ def run_peer(framework: str, model: str) -> dict:
 def main(argv):
   del argv
   config = FLAGS.config
-  rows = [measure(config)]
+  if FLAGS.placements:
+    rows = [measure_placement(config, p) for p in FLAGS.placements]
+    rows[0]["ratio"] = 1.0
+    for r in rows[1:]:
+      r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]
+  else:
+    rows = [measure(config)]
   model = config.name.split("_cpu")[0].split("_test")[0]
   for peer in FLAGS.peers:
     if model not in PEER_MODELS:
@@ -129,7 +173,8 @@ def main(argv):
       continue
     print(f"| {r['framework']} | {r.get('config', r.get('model'))} | {r.get('batch', '')} | "
           f"{r['ms_per_step']:.2f} | {r['examples_per_sec']:,.0f} | "
-          f"{r.get('compile_s', float('nan')):.1f} | {r.get('ratio_to_fastest_peer', 1.0):.2f} |")
+          f"{r.get('compile_s', float('nan')):.1f} | "
+          f"{r.get('ratio', r.get('ratio_to_fastest_peer', 1.0)):.2f} |")
 
 
 if __name__ == "__main__":

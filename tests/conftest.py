@@ -53,9 +53,19 @@ def run_module(args: list[str], env_extra: dict | None = None, timeout: int = 60
 
 
 def latest_params(workdir: str):
-  """The raw state tree of the latest checkpoint in workdir (numpy), and its step."""
+  """The raw state tree of the latest checkpoint in workdir as numpy, and its step.
+
+  Restored as numpy whatever devices saved it: a checkpoint written with 4 devices, or by two
+  processes (device ids 2048, 2049 ...), can't take its saved shardings in a 1-device reader.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(workdir) / "checkpoints"
   step = max(int(p.name) for p in root.iterdir() if p.name.isdigit())
-  state = ocp.PyTreeCheckpointer().restore(root / str(step) / "state")
-  return state, step
+  checkpointer = ocp.PyTreeCheckpointer()
+  meta = checkpointer.metadata(root / str(step) / "state")
+  tree = getattr(meta, "item_metadata", meta)
+  tree = getattr(tree, "tree", tree)
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return checkpointer.restore(root / str(step) / "state", restore_args=restore_args), step
