@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import scipy.linalg
 from absl import app, flags
 
 from common import checkpoint
@@ -33,10 +32,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   a, b = a.astype(np.float64), b.astype(np.float64)
   mu_a, mu_b = a.mean(0), b.mean(0)
   s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  covmean = scipy.linalg.sqrtm(s_a @ s_b)
-  if np.iscomplexobj(covmean):
-    covmean = covmean.real
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2.0 * covmean))
+  # Tr (S_a S_b)^(1/2) = Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), a symmetric PSD matrix: exact with
+  # eigh even when a covariance is singular (a ReLU feature that never fires), where sqrtm warns.
+  root_a = _sqrt_psd(s_a)
+  inner = root_a @ s_b @ root_a
+  tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)))
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * tr_covmean)
+
+
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+  w, v = np.linalg.eigh(s)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def classifier_score(probs: np.ndarray) -> float:

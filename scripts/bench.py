@@ -128,10 +128,13 @@ def measure_placement(config, placement: str) -> dict:
   }
 
 
-def run_peer(framework: str, model: str) -> dict:
+def run_peer(framework: str, model: str, config) -> dict:
   script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
-  args = [FLAGS.peer_python, script, f"--model={model}", "--json"]
-  args += [f"--epochs={FLAGS.peer_epochs}"] if model == "cnn_seed" else [f"--steps={FLAGS.peer_steps}"]
+  args = [FLAGS.peer_python, script, f"--model={model}", "--json", f"--batch={config.batch_size}"]
+  if model == "cnn_seed":
+    args += [f"--epochs={FLAGS.peer_epochs}"]
+  else:  # our step updates G on one batch of fresh noise, so the peers do the same work
+    args += [f"--steps={FLAGS.peer_steps}", f"--gen_batch={config.batch_size}"]
   r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
   lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
   if r.returncode or not lines:
@@ -154,7 +157,7 @@ def main(argv):
     if model not in PEER_MODELS:
       raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
                        f"{', '.join(PEER_MODELS)}.")
-    rows.append(run_peer(peer, PEER_MODELS[model]))
+    rows.append(run_peer(peer, PEER_MODELS[model], config))
   ok = [r for r in rows[1:] if "examples_per_sec" in r]
   if ok:
     best = max(ok, key=lambda r: r["examples_per_sec"])
