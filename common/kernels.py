@@ -89,9 +89,9 @@ def _conv_dx(g, w, x_shape, strides, pads):
   """d conv / d x: the transposed conv, written as a canonical conv of the dilated cotangent."""
   ks, cout = w.shape[:-2], w.shape[-1]
   if cout > _SMALL:
-    return _lax_conv(g, _flip_io(w), (1,) * len(ks),
-                     _transposed_pads(ks, pads, x_shape[1:-1], g.shape[1:-1], strides),
-                     lhs_dilation=strides)
+    # Through _conv_t, whose own VJP is fast: a gradient penalty differentiates this again.
+    pads_t = tuple(_transposed_pads(ks, pads, x_shape[1:-1], g.shape[1:-1], strides))
+    return _conv_t(g, _flip_io(w), jnp.zeros(w.shape[-2:-1], g.dtype), strides, pads_t)
   # Few output channels (e.g. a generator's last layer): scatter one matmul per kernel tap.
   dx = None
   for o in _offsets(ks):

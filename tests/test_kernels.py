@@ -69,6 +69,23 @@ def test_conv_matches_lax(spatial, cin, cout, k, s, padding):
   _check(lambda x, w, b: kernels.conv(x, w, b, s, padding), ref, x, w, b)
 
 
+@pytest.mark.parametrize("spatial,cin,cout,k,s,padding", [c for c in CONV_CASES if c[2] > 4])
+def test_conv_second_order_matches_lax(spatial, cin, cout, k, s, padding):
+  """A gradient penalty's gradient: d/d(w, b, x) of ||d conv(relu(x)) / dx||^2."""
+  x, w, b = _args(spatial, cin, cout, k)
+  strides = (s,) * len(spatial)
+  ref = lambda x, w, b: lax.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=_dn(len(spatial))) + b
+  ours = lambda x, w, b: kernels.conv(x, w, b, s, padding)
+
+  def penalty(conv, x, w, b):
+    dx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w, b))))(x)
+    return jnp.sum(dx ** 2)
+
+  grad = jax.jit(jax.grad(penalty, argnums=(1, 2, 3)), static_argnums=0)
+  _close(grad(ours, x, w, b), grad(ref, x, w, b))
+
+
 def test_conv_without_bias_and_input_gradient():
   x, w, _ = _args((8, 8), 4, 6, 3, bias=False)
   ref = lambda x, w, b: lax.conv_general_dilated(x, w, (1, 1), "SAME",
