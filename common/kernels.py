@@ -18,6 +18,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _HI = lax.Precision.HIGHEST  # f32 on CPU anyway; keeps the references bit-comparable elsewhere
@@ -145,15 +146,56 @@ _conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 
 
 def conv(x, w, b, strides, padding):
-  """flax nnx.Conv: y = conv(x, w) + b, padding 'SAME' (TF-style) or 'VALID'; b may be None."""
+  """flax nnx.Conv: y = conv(x, w) + b, padding 'SAME' (TF-style), 'VALID' or explicit
+  [(lo, hi), ...] per spatial axis; b may be None."""
   nsp = x.ndim - 2
   strides = _tuple(strides, nsp)
+  pads = (tuple(lax.padtype_to_pads(x.shape[1:-1], w.shape[:-2], strides, padding))
+          if isinstance(padding, str) else tuple(tuple(p) for p in padding))
   if not _fast_path():
-    y = _lax_conv(x, w, strides, padding)
+    y = _lax_conv(x, w, strides, pads)
     return y if b is None else y + b
-  pads = tuple(lax.padtype_to_pads(x.shape[1:-1], w.shape[:-2], strides, padding))
   b = jnp.zeros(w.shape[-1:], w.dtype) if b is None else b
   return _conv(x, w, b, strides, pads)
+
+
+# ------------------------------------------------------------- nearest up-sampling + conv
+def _phase_taps(k: int, factor: int):
+  """For 'SAME' conv (kernel k) of an input up-sampled by `factor`: M[r, d, t] = 1 when output
+  phase r's tap t reads input offset d_min + d; and (d_min, d_max)."""
+  lo = (k - 1) // 2
+  offsets = [[(r + t - lo) // factor for t in range(k)] for r in range(factor)]
+  d_min, d_max = min(map(min, offsets)), max(map(max, offsets))
+  m = np.zeros((factor, d_max - d_min + 1, k), np.float32)
+  for r, row in enumerate(offsets):
+    for t, d in enumerate(row):
+      m[r, d - d_min, t] = 1.0
+  return m, d_min, d_max
+
+
+def upsample_conv(x, w, b, factor: int):
+  """conv(nearest_upsample(x, factor), w, 'SAME') + b without building the up-sampled input.
+
+  Each output phase r (position mod factor) reads a few input pixels, so the whole layer is one
+  conv on the small input with a summed kernel per phase, then depth-to-space. The same function
+  for every kernel, factor^2 x fewer positions: 5x5 after a 2x up-sampling is 36% of the FLOPs.
+  """
+  nsp = x.ndim - 2
+  ks, cin, cout = w.shape[:-2], w.shape[-2], w.shape[-1]
+  taps = [_phase_taps(k, factor) for k in ks]
+  # w_phase[d_1..d_n, i, r_1..r_n, o] = sum over taps t with (r, t) -> d of w[t_1..t_n, i, o].
+  w_phase = w
+  for axis, (m, _, _) in enumerate(taps):
+    w_phase = jnp.moveaxis(jnp.tensordot(jnp.asarray(m, w.dtype), w_phase, axes=([2], [axis])), (0, 1),
+                           (-2, axis))  # new phase axis just before 'o'; tap axis -> offsets
+  w_phase = w_phase.reshape(w_phase.shape[:nsp] + (cin, factor ** nsp * cout))
+  pads = [(-d_min, d_max) for _, d_min, d_max in taps]
+  bias = None if b is None else jnp.tile(b, factor ** nsp)
+  y = conv(x, w_phase, bias, 1, pads)                                  # [B, *S, f..f, Cout]
+  spatial = x.shape[1:-1]
+  y = y.reshape((x.shape[0],) + spatial + (factor,) * nsp + (cout,))
+  order = [0] + [a for i in range(nsp) for a in (1 + i, 1 + nsp + i)] + [1 + 2 * nsp]
+  return y.transpose(order).reshape((x.shape[0],) + tuple(n * factor for n in spatial) + (cout,))
 
 
 # ------------------------------------------------------------------------ conv_transpose

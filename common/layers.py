@@ -83,6 +83,11 @@ class Conv(Layer):
     y = kernels.conv(*self.weights(x), self.strides, self.padding)
     return self.activation(y) if self.activation else y
 
+  def takes_upsampled(self, previous: "Layer") -> bool:
+    """Whether upsample -> conv can run as kernels.upsample_conv ('SAME', stride 1)."""
+    return (isinstance(previous, UpSample) and self.padding == "SAME"
+            and set(self.strides) == {1})
+
   def fuses_with(self, pool: "Layer") -> bool:
     """Whether conv -> relu -> pool can run as kernels.conv_relu_maxpool (valid, stride 1)."""
     return (isinstance(pool, MaxPool) and self.activation_name == "relu"
@@ -205,8 +210,10 @@ class LayerNorm(Layer):
 class Sequential(nnx.Module):
   """Layers applied in order; stochastic layers get fold_in(key, index).
 
-  One optimization, same result: a first layer `Conv(relu, VALID)` followed by `MaxPool` runs as
-  the fused kernels.conv_relu_maxpool (the input needs no gradient), several times faster on CPU.
+  Two optimizations, same function: a first layer `Conv(relu, VALID)` followed by `MaxPool` runs
+  as the fused kernels.conv_relu_maxpool (the input needs no gradient), several times faster on
+  CPU; `UpSample` followed by a 'SAME' `Conv` runs as kernels.upsample_conv, which never builds
+  the up-sampled image (2.8x fewer FLOPs for 5x5 after 2x).
   """
 
   def __init__(self, *layers: Layer):
@@ -218,11 +225,18 @@ class Sequential(nnx.Module):
     if len(self.layers) > 1 and isinstance(first, Conv) and first.fuses_with(self.layers[1]):
       x = kernels.conv_relu_maxpool(*first.weights(x), self.layers[1].window)
       start = 2
-    for i, layer in enumerate(self.layers):
-      if i < start:
+    i = start
+    while i < len(self.layers):
+      layer = self.layers[i]
+      following = self.layers[i + 1] if i + 1 < len(self.layers) else None
+      if isinstance(following, Conv) and following.takes_upsampled(layer):
+        y = kernels.upsample_conv(*following.weights(x), layer.factor)
+        x = following.activation(y) if following.activation else y
+        i += 2
         continue
       sub = jax.random.fold_in(key, i) if (layer.stochastic and train) else None
       x = layer(x, train=train, key=sub)
+      i += 1
     return x
 
 

@@ -151,13 +151,14 @@ def main(argv):
     for r in rows[1:]:
       r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]
   else:
-    rows = [measure(config)]
-  model = config.name.split("_cpu")[0].split("_test")[0]
-  for peer in FLAGS.peers:
-    if model not in PEER_MODELS:
+    # Peers first, while this process is still idle: run after our measurement, the course-CNN
+    # peers ran at half their standalone speed on 2 cores (BENCHMARKS.md).
+    model = config.name.split("_cpu")[0].split("_test")[0]
+    if FLAGS.peers and model not in PEER_MODELS:
       raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
                        f"{', '.join(PEER_MODELS)}.")
-    rows.append(run_peer(peer, PEER_MODELS[model], config))
+    peers = [run_peer(peer, PEER_MODELS[model], config) for peer in FLAGS.peers]
+    rows = [measure(config)] + peers
   ok = [r for r in rows[1:] if "examples_per_sec" in r]
   if ok:
     best = max(ok, key=lambda r: r["examples_per_sec"])

@@ -164,3 +164,18 @@ def test_other_backends_use_plain_lax(monkeypatch):
   assert "custom_vjp" not in jaxpr
   ref = lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_dn(2)) + b
   _close(kernels.conv(x, w, b, 2, "SAME"), ref)
+
+
+@pytest.mark.parametrize("spatial,k,factor", [((5, 4), 5, 2), ((4, 4), 2, 2), ((3, 4), 3, 3),
+                                              ((6,), 4, 2)])
+def test_upsample_conv_matches_upsample_then_conv(spatial, k, factor):
+  x, w, b = _args(spatial, 6, 5, k)
+
+  def upsampled(x):
+    for axis in range(1, x.ndim - 1):
+      x = jnp.repeat(x, factor, axis=axis)
+    return x
+
+  ref = lambda x, w, b: lax.conv_general_dilated(
+      upsampled(x), w, (1,) * len(spatial), "SAME", dimension_numbers=_dn(len(spatial))) + b
+  _check(lambda x, w, b: kernels.upsample_conv(x, w, b, factor), ref, x, w, b)

@@ -82,3 +82,27 @@ def test_fused_first_conv_and_pool_equal_the_layers_applied_one_by_one():
   g_plain = jax.grad(loss)(params, False)
   for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_plain)):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_upsample_then_conv_runs_fused_and_equals_the_layers_one_by_one():
+  rngs = nnx.Rngs(0)
+  model = layers.Sequential(layers.UpSample(2), layers.Conv(4, 6, (5, 5), padding="SAME",
+                                                            activation="relu", rngs=rngs),
+                            layers.UpSample(2), layers.Conv(6, 3, (3, 3), padding="SAME", rngs=rngs))
+  graphdef, params = nnx.split(model, nnx.Param)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 5, 4))
+
+  def loss(params, fused):
+    m = nnx.merge(graphdef, params, copy=True)
+    if fused:
+      return jnp.sum(jnp.sin(m(x)))
+    h = x
+    for layer in m.layers:
+      h = layer(h)
+    return jnp.sum(jnp.sin(h))
+
+  assert model(x).shape == (2, 20, 20, 3)
+  assert np.isclose(loss(params, True), loss(params, False), rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, True)),
+                  jax.tree.leaves(jax.grad(loss)(params, False))):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
