@@ -5,6 +5,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from etils import epath  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _save(fig, path: str) -> None:
+  """Through etils.epath, so gs:// paths work; makes the folder."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open("wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  plt.close(fig)
 
 
 def training_curves(history: list[dict], path: str, panels: list[tuple[str, ...]],
@@ -26,8 +36,7 @@ def training_curves(history: list[dict], path: str, panels: list[tuple[str, ...]
   if title:
     axes[0, 0].set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -55,5 +64,4 @@ def save_grid(images_uint8: np.ndarray, path: str, rows: int, title: str = "",
   if title:
     ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)

@@ -4,12 +4,12 @@ Only process 0 writes files; every process may print (absl logging shows process
 """
 
 import json
-import os
 import sys
 import time
 
 import jax
 import numpy as np
+from etils import epath
 
 
 def is_writer() -> bool:
@@ -59,34 +59,40 @@ def print_line(text: str) -> None:
 
 
 class Writer:
-  """metrics.jsonl (one object per epoch) and TensorBoard events in the workdir."""
+  """metrics.jsonl (one object per epoch) and TensorBoard events in the workdir.
+
+  Files go through etils.epath, so a gs:// workdir works; metrics.jsonl is rewritten whole each
+  epoch (cloud storage has no append), which is cheap for one line per epoch.
+  """
 
   def __init__(self, workdir: str):
     self.workdir = workdir
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = epath.Path(workdir) / "metrics.jsonl"
+    self._rows: list[dict] = []
     self._tb = None
     if is_writer():
-      os.makedirs(workdir, exist_ok=True)
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
 
   def history(self, up_to_epoch: int) -> list[dict]:
     """Epoch records already written, truncated to those a checkpoint covers (exact resume)."""
-    if not os.path.exists(self.path):
+    if not self.path.exists():
       return []
-    with open(self.path) as f:
-      rows = [json.loads(line) for line in f if line.strip()]
-    rows = [r for r in rows if r["epoch"] <= up_to_epoch]
+    rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+    self._rows = [r for r in rows if r["epoch"] <= up_to_epoch]
+    self._save()
+    return list(self._rows)
+
+  def _save(self) -> None:
     if is_writer():
-      with open(self.path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    return rows
+      self.path.write_text("".join(json.dumps(r) + "\n" for r in self._rows))
 
   def write_epoch(self, record: dict) -> None:
     if not is_writer():
       return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self._rows.append(record)
+    self._save()
     for key, value in record.items():
       if key not in ("epoch", "step") and isinstance(value, (int, float)):
         self._tb.add_scalar(key, value, record["step"])
@@ -105,11 +111,11 @@ class Writer:
 def write_json(workdir: str, name: str, obj: dict) -> None:
   if not is_writer():
     return
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, name)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  path = epath.Path(workdir) / name
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.parent / (name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+  tmp.replace(path)
 
 
 class Timer:

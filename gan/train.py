@@ -225,7 +225,6 @@ def make_task(config, players: Players, g_tx, d_tx, workdir: str) -> loop.Task:
     images = np.asarray(jax.device_get(sample_grid(state)))
     if reporting.is_writer():
       if epoch % config.sample_every_epochs == 0 or epoch == config.num_epochs:
-        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
         rows = [str(c) for c in range(10)] if conditional(config) else None
         plots.save_grid(images, os.path.join(workdir, "samples", f"epoch_{epoch:03d}.png"), 10,
                         f"{config.name}, epoch {epoch}", rows)
