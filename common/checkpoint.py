@@ -6,6 +6,7 @@ import signal
 import threading
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
@@ -94,15 +95,16 @@ def restore_latest(workdir: str, like_state):
 class Preemption:
   """Notices SIGTERM (how a Cloud TPU VM announces preemption) so the loop can save and exit.
 
-  Multi-process runs ask JAX's coordination service instead, so every process stops at the same
-  step; single-process runs use a signal handler.
+  Each process's own signal handler sets its flag; with several processes, every call gathers
+  all the flags (a tiny collective), so all processes stop at the same call once any of them was
+  signalled. (JAX's preemption sync service does this too, but in tests under load it sometimes
+  never reported a SIGTERM; the gather always sees it.)
   """
 
   def __init__(self):
     self.requested = False
-    self._calls = 0
     self._previous = None
-    if jax.process_count() == 1 and _in_main_thread():
+    if _in_main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
@@ -111,10 +113,8 @@ class Preemption:
   def reached(self, step: int) -> bool:  # pylint: disable=unused-argument
     """Whether to save and stop now; every process gets the same answer at the same call."""
     if jax.process_count() > 1:
-      # The service picks (largest counter any process reported) + 1 as the sync point, so the
-      # counter must advance by one per call: a step counter that jumps by a chunk would skip it.
-      self._calls += 1
-      return multihost_utils.reached_preemption_sync_point(self._calls)
+      votes = multihost_utils.process_allgather(np.int32(self.requested))
+      return bool(np.any(votes))
     return self.requested
 
   def close(self) -> None:
