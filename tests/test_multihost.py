@@ -94,7 +94,7 @@ def test_two_processes_match_one_process(tfds_dir, tmp_path):
 
 
 def test_sigterm_to_one_process_stops_all_at_one_step_and_rerun_matches(tfds_dir, tmp_path):
-  """SIGTERM reaches process 1 only; JAX's preemption sync point stops both at the same step."""
+  """SIGTERM reaches process 1 only; the flags gathered at each chunk boundary stop both together."""
   args = ["-m", "cnn.main", "--config=configs/cnn_seed.py:test", f"--config.num_epochs={EPOCHS}",
           "--config.steps_per_call=2", "--verbosity=0"]
   multi, straight = tmp_path / "multi", tmp_path / "straight"
