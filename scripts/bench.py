@@ -12,9 +12,14 @@ With --placements, runs whole epochs through the training loop instead, once wit
 split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
 """
 
-import dataclasses
-import json
 import os
+
+# The peers get the environment this process started with: importing TFDS sets
+# TF_ENABLE_ONEDNN_OPTS=0 here, which halves the Keras peer's speed when inherited.
+PEER_ENV = dict(os.environ)
+
+import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position,wrong-import-order
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position,wrong-import-order
 import platform
 import resource
 import subprocess
@@ -135,7 +140,7 @@ def run_peer(framework: str, model: str, config) -> dict:
     args += [f"--epochs={FLAGS.peer_epochs}"]
   else:  # our step updates G on one batch of fresh noise, so the peers do the same work
     args += [f"--steps={FLAGS.peer_steps}", f"--gen_batch={config.batch_size}"]
-  r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+  r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False, env=PEER_ENV)
   lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
   if r.returncode or not lines:
     return {"framework": framework, "error": (r.stderr or r.stdout).strip().splitlines()[-1:]}
@@ -151,8 +156,7 @@ def main(argv):
     for r in rows[1:]:
       r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]
   else:
-    # Peers first, while this process is still idle: run after our measurement, the course-CNN
-    # peers ran at half their standalone speed on 2 cores (BENCHMARKS.md).
+    # Peers first, while this process is idle.
     model = config.name.split("_cpu")[0].split("_test")[0]
     if FLAGS.peers and model not in PEER_MODELS:
       raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
