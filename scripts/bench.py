@@ -14,7 +14,7 @@ split held on device and once streamed from the host. Prints a Markdown table, o
 
 import os
 
-# The peers get the environment this process started with: importing TFDS sets
+# The peers get the environment this process started with: importing `common` sets
 # TF_ENABLE_ONEDNN_OPTS=0 here, which halves the Keras peer's speed when inherited.
 PEER_ENV = dict(os.environ)
 
