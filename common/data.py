@@ -50,21 +50,13 @@ class HostSplit:
   total: int          # examples in the whole split, over every process
 
 
-@dataclasses.dataclass(frozen=True)
-class DeviceSplit:
-  """A split held on device; arrays sharded on their leading (shard) axis."""
-  images: jax.Array        # [S, n, ...]
-  labels: jax.Array        # [S, n]
-  mask: jax.Array | None   # [S, n] bool, False on padding; None for training splits
-  num_examples: int        # real examples, padding excluded
+class _Shards:
+  """What DeviceSplit and StreamedSplit share: images laid out as [shards, n, ...]."""
+  images: jax.Array | np.ndarray
 
   @property
   def per_shard(self) -> int:
     return self.images.shape[1]
-
-  @property
-  def num_shards(self) -> int:
-    return self.images.shape[0]
 
   @property
   def example_shape(self) -> tuple[int, ...]:
@@ -72,7 +64,20 @@ class DeviceSplit:
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamedSplit:
+class DeviceSplit(_Shards):
+  """A split held on device; arrays sharded on their leading (shard) axis."""
+  images: jax.Array        # [S, n, ...]
+  labels: jax.Array        # [S, n]
+  mask: jax.Array | None   # [S, n] bool, False on padding; None for training splits
+  num_examples: int        # real examples, padding excluded
+
+  @property
+  def num_shards(self) -> int:
+    return self.images.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSplit(_Shards):
   """A training split kept in host memory, in the shard layout `to_device` would give it.
 
   Arrays hold this process's shards only; `shard_ids` are their global indices, so the
@@ -83,14 +88,6 @@ class StreamedSplit:
   shard_ids: np.ndarray  # [S_local] global shard index of each local row
   num_shards: int      # S, over every process
   num_examples: int
-
-  @property
-  def per_shard(self) -> int:
-    return self.images.shape[1]
-
-  @property
-  def example_shape(self) -> tuple[int, ...]:
-    return tuple(self.images.shape[2:])
 
 
 jax.tree_util.register_dataclass(
