@@ -59,14 +59,33 @@ def is_gan(config) -> bool:
   return "loss" in config
 
 
-def measure(config) -> dict:
-  """Compile time and steady-state throughput of config's training chunk on this machine."""
+def _prepare(config, workdir: str):
+  """(task, splits, mesh) of either model family, as its train_and_evaluate builds them."""
   if is_gan(config):
     from gan import train  # pylint: disable=g-import-not-at-top
-    task, splits, mesh, _ = train.prepare(config, "/tmp/bench_unused")
-  else:
-    from cnn import train  # pylint: disable=g-import-not-at-top
-    task, splits, mesh = train.prepare(config, "/tmp/bench_unused")
+    task, splits, mesh, _ = train.prepare(config, workdir)
+    return task, {"train": splits["train"]}, mesh
+  from cnn import train  # pylint: disable=g-import-not-at-top
+  return train.prepare(config, workdir)
+
+
+def _row(framework: str, config, steps: int, examples_per_sec: float, compile_s: float,
+         batches_per_step: int) -> dict:
+  """One table row: throughput, compile time, peak memory and the device."""
+  stats = jax.devices()[0].memory_stats() or {}
+  return {
+      "framework": framework, "config": config.name, "batch": config.batch_size, "steps": steps,
+      "ms_per_step": 1e3 * config.batch_size * batches_per_step / examples_per_sec,
+      "examples_per_sec": examples_per_sec, "compile_s": compile_s,
+      "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+      "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
+  }
+
+
+def measure(config) -> dict:
+  """Compile time and steady-state throughput of config's training chunk on this machine."""
+  task, splits, mesh = _prepare(config, "/tmp/bench_unused")
   split = splits["train"]
   spe = data_lib.steps_per_epoch(split, config.batch_size, task.batches_per_step)
   steps = min(FLAGS.steps or spe, spe)
@@ -88,16 +107,9 @@ def measure(config) -> dict:
     state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())
     jax.block_until_ready(sums)
     times.append(time.perf_counter() - t0)
-  seconds = float(np.median(times))
   images = steps * config.batch_size * task.batches_per_step
-  stats = jax.devices()[0].memory_stats() or {}
-  return {
-      "framework": f"jax {jax.__version__}", "config": config.name, "batch": config.batch_size,
-      "steps": steps, "ms_per_step": 1e3 * seconds / steps, "examples_per_sec": images / seconds,
-      "compile_s": compile_s, "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-      "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
-      "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-  }
+  return _row(f"jax {jax.__version__}", config, steps, images / float(np.median(times)),
+              compile_s, task.batches_per_step)
 
 
 def measure_placement(config, placement: str) -> dict:
@@ -109,28 +121,14 @@ def measure_placement(config, placement: str) -> dict:
   config.data_placement, config.num_epochs, config.progress_bar = placement, 1 + FLAGS.repeats, "off"
   config.eval_every_epochs = config.checkpoint_every_epochs = 10**6
   with tempfile.TemporaryDirectory() as workdir:
-    if is_gan(config):
-      from gan import train  # pylint: disable=g-import-not-at-top
-      task, splits, mesh, _ = train.prepare(config, workdir)
-      splits = {"train": splits["train"]}
-    else:
-      from cnn import train  # pylint: disable=g-import-not-at-top
-      task, splits, mesh = train.prepare(config, workdir)
+    task, splits, mesh = _prepare(config, workdir)
     task = dataclasses.replace(task, on_epoch_end=None, finish=None)
     results = loop.run(config, workdir, task, splits, mesh)
     epochs = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   per_sec = float(np.median([e["examples_per_sec"] for e in epochs[1:]]))
   steps = data_lib.steps_per_epoch(splits["train"], config.batch_size, task.batches_per_step)
-  stats = jax.devices()[0].memory_stats() or {}
-  return {
-      "framework": f"jax {jax.__version__}, data on {placement}", "config": config.name,
-      "batch": config.batch_size, "steps": steps,
-      "ms_per_step": 1e3 * config.batch_size * task.batches_per_step / per_sec,
-      "examples_per_sec": per_sec, "compile_s": results["compile_time_s"],
-      "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-      "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
-      "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
-  }
+  return _row(f"jax {jax.__version__}, data on {placement}", config, steps, per_sec,
+              results["compile_time_s"], task.batches_per_step)
 
 
 def run_peer(framework: str, model: str, config) -> dict:
@@ -163,10 +161,10 @@ def main(argv):
                        f"{', '.join(PEER_MODELS)}.")
     peers = [run_peer(peer, PEER_MODELS[model], config) for peer in FLAGS.peers]
     rows = [measure(config)] + peers
-  ok = [r for r in rows[1:] if "examples_per_sec" in r]
-  if ok:
-    best = max(ok, key=lambda r: r["examples_per_sec"])
-    rows[0]["ratio_to_fastest_peer"] = rows[0]["examples_per_sec"] / best["examples_per_sec"]
+    ok = [r for r in peers if "examples_per_sec" in r]
+    if ok:
+      best = max(ok, key=lambda r: r["examples_per_sec"])
+      rows[0]["ratio_to_fastest_peer"] = rows[0]["examples_per_sec"] / best["examples_per_sec"]
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d")}
   if FLAGS.json:
