@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import os
 import signal
 import threading
 
@@ -49,12 +50,17 @@ def check_workdir(workdir: str, config_dict: dict, fresh: bool) -> None:
   multihost_utils.sync_global_devices("archive_workdir")
 
 
+def _checkpoints_dir(workdir: str) -> epath.Path:
+  """workdir/checkpoints; a local workdir made absolute, which orbax requires."""
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / "checkpoints"
+
+
 class Checkpoints:
   """The run's state and a JSON 'meta' record, saved together under workdir/checkpoints."""
 
   def __init__(self, workdir: str, max_to_keep: int):
     self.manager = ocp.CheckpointManager(
-        epath.Path(workdir) / "checkpoints",
+        _checkpoints_dir(workdir),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
         item_names=("state", "meta"))
 
@@ -80,7 +86,7 @@ class Checkpoints:
 
 def restore_latest(workdir: str, like_state):
   """(state, meta, step) of the latest checkpoint in workdir, for sampling and evaluation."""
-  directory = epath.Path(workdir) / "checkpoints"
+  directory = _checkpoints_dir(workdir)
   if not directory.exists():
     raise FileNotFoundError(f"No checkpoint in {workdir}: train there first.")
   ckpts = Checkpoints(workdir, max_to_keep=10**6)

@@ -1,5 +1,8 @@
 """Datasets: TFDS (or the mnist1d generator) read once per process, then held on device, sharded.
 
+Each process's decoded splits are kept as one .npz under the TFDS data_dir (`_arrays/`), so later
+runs start without importing TensorFlow; delete that folder to read through TFDS again.
+
 A split on device is `images[S, n, ...]`, `labels[S, n]` (and `mask[S, n]` for evaluation splits,
 False on padding), with the leading shard axis S split over the mesh's 'data' axis: each device
 holds its own n examples and each process reads only the examples of its own devices.
@@ -35,6 +38,8 @@ DEVICE_FRACTION = 0.4
 MANUAL_DIR_ENV = "TFDS_MANUAL_DIR"
 DATA_DIR_ENV = "TFDS_DATA_DIR"
 # ../shared/data/<name> beside the repository: where this project's machines keep offline copies.
+# Subfolder of the TFDS data_dir where load_host keeps decoded splits (see _arrays_path).
+ARRAYS_DIR = "_arrays"
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -207,6 +212,9 @@ def load_host(config) -> dict[str, HostSplit]:
     if n_train < len(d["train_y"]):
       out["val"] = _process_share(d["train_x"][n_train:], d["train_y"][n_train:])
     return out
+  cache = _arrays_path(config)
+  if os.path.exists(cache):
+    return _read_arrays(cache)
   builder = _tfds_builder(config)
   n_train, n_val = _split_sizes(config, builder)
   # The first train_examples of the whole split, then shared between processes.
@@ -215,7 +223,40 @@ def load_host(config) -> dict[str, HostSplit]:
          "test": _read_tfds(builder, "test")}
   if n_val:
     out["val"] = _read_tfds(builder, f"train[{n_train}:]")
+  _write_arrays(cache, out)
   return out
+
+
+def _arrays_path(config) -> str:
+  """Where load_host keeps this process's decoded splits, so later runs skip TFDS and TensorFlow.
+
+  Keyed by everything that selects the examples; TFDS datasets are immutable per version.
+  """
+  n = config.train_examples or "all"
+  name = (f"{config.dataset}-val{config.validation_split:g}-n{n}"
+          f"-p{jax.process_index()}of{jax.process_count()}.npz")
+  return os.path.join(data_dir(config), ARRAYS_DIR, name)
+
+
+def _write_arrays(path: str, splits: dict[str, HostSplit]) -> None:
+  arrays = {}
+  for name, s in splits.items():
+    arrays.update({f"{name}.images": s.images, f"{name}.labels": s.labels,
+                   f"{name}.total": np.int64(s.total)})
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, "wb") as f:
+      np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+  except OSError as e:  # a read-only data_dir only costs the next run TFDS's read
+    logging.warning("Could not keep decoded arrays in %s: %s", path, e)
+
+
+def _read_arrays(path: str) -> dict[str, HostSplit]:
+  with np.load(path) as f:
+    names = sorted({k.split(".")[0] for k in f.files})
+    return {n: HostSplit(f[f"{n}.images"], f[f"{n}.labels"], int(f[f"{n}.total"])) for n in names}
 
 
 def to_device(mesh: Mesh, split: HostSplit, *, pad_to: int | None = None) -> DeviceSplit:

@@ -7,7 +7,8 @@
 G: z ~ U[-1, 1]^100 times a learned class embedding -> Dense 1024 -> Dense 7x7x128 -> upsample ->
 Conv 5x5 256 -> upsample -> Conv 5x5 128 -> Conv 2x2 1, tanh. D: Conv 3x3 32 (stride 2), 64, 128
 (stride 2), 256, each with LeakyReLU 0.2 and Dropout 0.3; a real/fake head and a 10-class head.
-Batch 100, Adam 2e-4, beta1 0.5, auxiliary loss weight 1.
+Batch 100, Adam 2e-4, beta1 0.5, auxiliary loss weight 1 (for G; for D, as the Keras example:
+2 on real images, 0 on fakes), real targets 0.95. On a GPU, add --config.dtype=bfloat16 (4x faster).
 """
 
 from configs import gan_base
@@ -28,9 +29,14 @@ def get_config(preset: str = ""):
   c.model.d_norm = "none"
   c.model.d_dropout = 0.3
   c.model.init = "default"
-  c.loss.aux_weight_real = 1.0
-  c.loss.aux_weight_fake = 1.0
+  # The Keras example's weighting: D's class head learns from real images only (weight 2, so the
+  # auxiliary loss keeps its total weight), never from fakes, and real targets are 0.95. With D also
+  # classifying fakes (weight 1 each), a full-length GPU run drew 7s for label 2 and 9s for label 6:
+  # D learned the generator's mistakes as the classes (conditional accuracy 0.80 after 31 epochs).
+  c.loss.aux_weight_real = 2.0
+  c.loss.aux_weight_fake = 0.0
   c.loss.aux_weight_g = 1.0
+  c.loss.label_smoothing = 0.05
   c.g_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
   c.d_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
   c.batch_size = 100

@@ -10,6 +10,11 @@ by the epoch's permutation), after compiling it; compile time is reported separa
 scripts/peers/*_peer.py, run in a subprocess with --peer_python (their own virtual environment).
 With --placements, runs whole epochs through the training loop instead, once with the training
 split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
+
+Each row also gives the epoch's time and XLA's FLOP count; with --roofline (default on GPUs and
+TPUs) the device's matmul rate and copy bandwidth are measured too, and the epoch is reported as a
+fraction of them. On a GPU the torch peer runs there (--peer_device), in bfloat16 with --peer_bf16.
+scripts/gpu_bench.sh runs every GPU figure of BENCHMARKS.md in one go.
 """
 
 import os
@@ -48,6 +53,11 @@ flags.DEFINE_string("peer_python", os.environ.get("PEER_PYTHON", sys.executable)
                     "Python of the environment that has the peers' frameworks.")
 flags.DEFINE_integer("peer_epochs", 2, "Epochs (cnn) for each peer; the first is warm-up.")
 flags.DEFINE_integer("peer_steps", 30, "Timed steps (acgan) for each peer.")
+flags.DEFINE_string("peer_device", "", "Device for the peers: cpu or cuda (default: cuda when "
+                    "JAX runs on a GPU, else cpu).")
+flags.DEFINE_bool("peer_bf16", False, "Peers compute in bfloat16 (torch.autocast).")
+flags.DEFINE_bool("roofline", None, "Also measure the device's matmul rate and memory bandwidth "
+                  "and report the epoch against them (default: on for GPUs and TPUs).")
 flags.DEFINE_list("placements", [], "Instead: whole epochs through the training loop with the "
                   "training split in each placement (device, host); ratios to the first.")
 
@@ -98,6 +108,7 @@ def measure(config) -> dict:
   t0 = time.perf_counter()
   compiled = chunk.lower(state, split, jnp.int32(steps), zeros()).compile()
   compile_s = time.perf_counter() - t0
+  cost = step_cost(task, state, split, config.batch_size)
   state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())  # warm-up
   jax.block_until_ready(sums)
   times = []
@@ -108,8 +119,51 @@ def measure(config) -> dict:
     jax.block_until_ready(sums)
     times.append(time.perf_counter() - t0)
   images = steps * config.batch_size * task.batches_per_step
-  return _row(f"jax {jax.__version__}", config, steps, images / float(np.median(times)),
-              compile_s, task.batches_per_step)
+  row = _row(f"jax {jax.__version__}", config, steps, images / float(np.median(times)),
+             compile_s, task.batches_per_step)
+  row["epoch_s"] = row["ms_per_step"] * spe / 1e3
+  row.update({f"{k}_per_epoch": v * spe for k, v in cost.items()})
+  return row
+
+
+def step_cost(task, state, split, global_batch: int) -> dict:
+  """XLA's count of one training step's FLOPs (before fusion: every dot and convolution) and
+  bytes accessed (after fusion, as it runs)."""
+  batch = loop.batch_like(task, split, global_batch)
+  args = (state, batch, jax.random.PRNGKey(0))
+  lowered = jax.jit(task.train_step).lower(*args)
+  first = lambda c: (c[0] if c else {}) if isinstance(c, list) else (c or {})  # pylint: disable=g-long-lambda
+  flops = first(lowered.cost_analysis()).get("flops", 0.0)
+  if not flops:  # XLA:GPU counts none here (measured, jax 0.11.2): count the same program for CPU
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
+    flops = first(jax.jit(task.train_step).trace(*abstract).lower(
+        lowering_platforms=("cpu",)).cost_analysis()).get("flops", 0.0)
+  return {"flops": float(flops),
+          "bytes": float(first(lowered.compile().cost_analysis()).get("bytes accessed", 0.0))}
+
+
+def device_limits() -> dict:
+  """This device's measured matmul rate (FLOP/s; bfloat16 8192-cube on accelerators, float32
+  2048-cube on CPU) and memory bandwidth (bytes/s, a copy counted as read plus write): the
+  denominators of the epoch's fraction of the physical limit."""
+  cpu = jax.default_backend() == "cpu"
+  n, copy_mib, dtype = (2048, 256, jnp.float32) if cpu else (8192, 2048, jnp.bfloat16)
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+  mm = jax.jit(lambda x: x @ x)
+  x = jnp.ones((copy_mib * 2**20 // 4,), jnp.float32)
+  cp = jax.jit(lambda v: v + 1.0)
+
+  def best(f, arg, reps=10):
+    jax.block_until_ready(f(arg))
+    t = []
+    for _ in range(reps):
+      t0 = time.perf_counter()
+      jax.block_until_ready(f(arg))
+      t.append(time.perf_counter() - t0)
+    return min(t)
+
+  return {"matmul_flops_per_s": 2 * n**3 / best(mm, a), "matmul": f"{n}-cube {dtype.dtype.name}",
+          "bytes_per_s": 2 * x.nbytes / best(cp, x)}
 
 
 def measure_placement(config, placement: str) -> dict:
@@ -134,6 +188,10 @@ def measure_placement(config, placement: str) -> dict:
 def run_peer(framework: str, model: str, config) -> dict:
   script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
   args = [FLAGS.peer_python, script, f"--model={model}", "--json", f"--batch={config.batch_size}"]
+  if framework == "torch":
+    gpu = jax.default_backend() == "gpu"
+    args += [f"--device={FLAGS.peer_device or ('cuda' if gpu else 'cpu')}"]
+    args += ["--bf16"] if FLAGS.peer_bf16 else []
   if model == "cnn_seed":
     args += [f"--epochs={FLAGS.peer_epochs}"]
   else:  # our step updates G on one batch of fresh noise, so the peers do the same work
@@ -166,7 +224,15 @@ def main(argv):
       best = max(ok, key=lambda r: r["examples_per_sec"])
       rows[0]["ratio_to_fastest_peer"] = rows[0]["examples_per_sec"] / best["examples_per_sec"]
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                     f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d")}
+                     f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d"),
+          "jax": jax.__version__, "backend": jax.default_backend()}
+  roofline = FLAGS.roofline if FLAGS.roofline is not None else jax.default_backend() != "cpu"
+  if roofline and not FLAGS.placements and rows[0].get("flops_per_epoch"):
+    limits = device_limits()
+    meta.update(limits)
+    r = rows[0]
+    r["flops_fraction"] = r["flops_per_epoch"] / limits["matmul_flops_per_s"] / r["epoch_s"]
+    r["bytes_fraction"] = r["bytes_per_epoch"] / limits["bytes_per_s"] / r["epoch_s"]
   if FLAGS.json:
     print(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return
@@ -181,6 +247,16 @@ def main(argv):
           f"{r['ms_per_step']:.2f} | {r['examples_per_sec']:,.0f} | "
           f"{r.get('compile_s', float('nan')):.1f} | "
           f"{r.get('ratio', r.get('ratio_to_fastest_peer', 1.0)):.2f} |")
+  r = rows[0]
+  if "epoch_s" in r:
+    print(f"\nOne epoch ({r['epoch_s']:.3f} s): {r['flops_per_epoch'] / 1e12:.3f} TFLOP, "
+          f"{r['bytes_per_epoch'] / 1e9:.2f} GB accessed (XLA's cost analysis of one step).")
+  if "flops_fraction" in r:
+    print(f"Device: {meta['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s ({meta['matmul']} matmul), "
+          f"{meta['bytes_per_s'] / 1e9:.0f} GB/s copy (measured now). The epoch's FLOPs run at "
+          f"{100 * r['flops_fraction']:.1f}% of that matmul rate. XLA's bytes-accessed count "
+          f"would take {100 * r['bytes_fraction']:.0f}% of the epoch at the copy rate: an upper "
+          f"bound on memory traffic (it counts operands that caches serve).")
 
 
 if __name__ == "__main__":

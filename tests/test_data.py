@@ -66,3 +66,20 @@ def test_eval_split_is_padded_and_masked():
   split = data_lib.HostSplit(np.zeros((10, 2), np.float32), np.arange(10, dtype=np.int32), 10)
   dev = data_lib.to_device(mesh, split, pad_to=4)
   assert dev.per_shard % 4 == 0 and int(dev.mask.sum()) == 10 and dev.num_examples == 10
+
+
+def test_decoded_splits_are_kept_and_read_back_without_tfds(tfds_dir, monkeypatch):
+  c = load_config("cnn_seed", "", data_dir=tfds_dir, manual_dir=MNIST_DIR, train_examples=1000)
+  first = data_lib.load_host(c)
+  assert os.path.exists(data_lib._arrays_path(c))  # pylint: disable=protected-access
+  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # import fails
+  again = data_lib.load_host(c)
+  assert sorted(again) == sorted(first) == ["test", "train", "val"]
+  for name in first:
+    np.testing.assert_array_equal(again[name].images, first[name].images)
+    np.testing.assert_array_equal(again[name].labels, first[name].labels)
+    assert again[name].total == first[name].total
+  assert again["train"].images.shape == (1000, 28, 28, 1)
+  other = load_config("cnn_seed", "", data_dir=tfds_dir, manual_dir=MNIST_DIR, train_examples=500)
+  with pytest.raises(ImportError):  # a different selection is not served from the kept file
+    data_lib.load_host(other)

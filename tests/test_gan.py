@@ -2,6 +2,7 @@
 exact resume, sampling and evaluation."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ from common import parallel
 from gan import evaluate
 from gan import losses
 from gan import train as gan_train
-from conftest import latest_params, load_config, run_module
+from conftest import REPO, latest_params, load_config, run_module
 
 VARIANTS = ("gan", "dcgan", "cgan", "acgan", "wgan", "wgan_gp")
 
@@ -163,7 +164,9 @@ def test_evaluate_with_a_trained_classifier(acgan_run, tmp_path):
   from cnn import train as cnn_train  # pylint: disable=g-import-not-at-top
   clf = tmp_path / "clf"
   cnn_train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(clf))
-  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", f"--classifier_workdir={clf}",
+  # A relative classifier_workdir (as the configs' default 'runs/cnn' is) works too.
+  rel = os.path.relpath(clf, REPO)
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", f"--classifier_workdir={rel}",
                   "--num=500"])
   assert r.returncode == 0, r.stderr[-3000:]
   metrics = json.loads((acgan_run / "results.json").read_text())["eval"]

@@ -3,6 +3,8 @@
 Trains the same models as the JAX code so their throughput can be compared as a
 ratio measured in the same run on the same machine. torch.set_num_threads(--threads),
 default: the number of usable cores. Default NCHW layout, float32, no torch.compile.
+--device=cuda runs on a GPU: data, shuffles and noise on the GPU, no host sync inside the
+timed loop; --bf16 adds torch.autocast(bfloat16) there.
 
   cnn_seed  The course's Keras CNN (27,320 params): Conv2d(1,16,3)+ReLU -> MaxPool(2)
             -> Dropout(.25) -> Flatten -> Linear(2704,10)+ReLU -> Dropout(.5)
@@ -62,13 +64,23 @@ def load_mnist(mnist_dir):
 
 
 # ----------------------------------------------------------------- cnn_seed
+def sync(args):
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast(args):
+    return torch.autocast(args.device, torch.bfloat16, enabled=args.bf16)
+
+
 def bench_cnn_seed(args, x, y):
     n = 48000
-    x = torch.from_numpy(x[:n].astype(np.float32) / 255.0)
-    y = torch.from_numpy(y[:n])
+    dev = args.device
+    x = torch.from_numpy(x[:n].astype(np.float32) / 255.0).to(dev)
+    y = torch.from_numpy(y[:n]).to(dev)
     model = nn.Sequential(
         nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(16 * 13 * 13, 10), nn.ReLU(), nn.Dropout(0.5), nn.Linear(10, 10))
+        nn.Linear(16 * 13 * 13, 10), nn.ReLU(), nn.Dropout(0.5), nn.Linear(10, 10)).to(dev)
     assert sum(p.numel() for p in model.parameters()) == 27320
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
     steps = args.steps or -(-n // args.batch)
@@ -76,14 +88,17 @@ def bench_cnn_seed(args, x, y):
     model.train()
     times, cpu_times = [], []
     for epoch in range(args.epochs):
+        sync(args)
         t0, c0 = time.perf_counter(), time.process_time()
-        perm = torch.randperm(n_used)
+        perm = torch.randperm(n_used, device=dev)
         for i in range(steps):
             idx = perm[i * args.batch:(i + 1) * args.batch]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            with autocast(args):
+                loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        sync(args)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
         log(f"  epoch {epoch + 1}: {times[-1]:.2f}s loss={loss.item():.4f}")
@@ -130,50 +145,57 @@ class Discriminator(nn.Module):
 
 
 def bench_acgan(args, x, y):
-    x = torch.from_numpy((x.astype(np.float32) - 127.5) / 127.5)
-    y = torch.from_numpy(y)
-    gen, disc = Generator(), Discriminator()
+    dev = args.device
+    x = torch.from_numpy((x.astype(np.float32) - 127.5) / 127.5).to(dev)
+    y = torch.from_numpy(y).to(dev)
+    gen, disc = Generator().to(dev), Discriminator().to(dev)
     gen.train()
     disc.train()
     g_opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
     d_opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
     b, gb = args.batch, args.gen_batch
-    y_d = torch.tensor([0.95] * b + [0.0] * b)
-    w_aux = torch.tensor([2.0] * b + [0.0] * b)
-    trick = torch.full((gb,), 0.95)
-    perm = torch.randperm(len(x))
+    y_d = torch.tensor([0.95] * b + [0.0] * b, device=dev)
+    w_aux = torch.tensor([2.0] * b + [0.0] * b, device=dev)
+    trick = torch.full((gb,), 0.95, device=dev)
+    perm = torch.randperm(len(x), device=dev)
 
     def step(i):
         idx = perm[(i * b) % (len(x) - b):][:b]
-        z = torch.rand(b, LATENT) * 2 - 1
-        c = torch.randint(0, 10, (b,))
-        with torch.no_grad():
+        z = torch.rand(b, LATENT, device=dev) * 2 - 1
+        c = torch.randint(0, 10, (b,), device=dev)
+        with torch.no_grad(), autocast(args):
             fake = gen(z, c)
-        p_fake, p_aux = disc(torch.cat([x[idx], fake]))
+        with autocast(args):
+            p_fake, p_aux = disc(torch.cat([x[idx], fake]))
         aux_y = torch.cat([y[idx], c])
-        d_loss = (F.binary_cross_entropy_with_logits(p_fake, y_d)
-                  + (F.cross_entropy(p_aux, aux_y, reduction="none") * w_aux).mean())
+        d_loss = (F.binary_cross_entropy_with_logits(p_fake.float(), y_d)
+                  + (F.cross_entropy(p_aux.float(), aux_y, reduction="none") * w_aux).mean())
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.step()
-        z = torch.rand(gb, LATENT) * 2 - 1
-        c = torch.randint(0, 10, (gb,))
+        z = torch.rand(gb, LATENT, device=dev) * 2 - 1
+        c = torch.randint(0, 10, (gb,), device=dev)
         disc.requires_grad_(False)  # frozen discriminator, as the example's combined model
-        p_fake, p_aux = disc(gen(z, c))
-        g_loss = F.binary_cross_entropy_with_logits(p_fake, trick) + F.cross_entropy(p_aux, c)
+        with autocast(args):
+            p_fake, p_aux = disc(gen(z, c))
+        g_loss = (F.binary_cross_entropy_with_logits(p_fake.float(), trick)
+                  + F.cross_entropy(p_aux.float(), c))
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
         disc.requires_grad_(True)
-        return d_loss.item(), g_loss.item()
+        return d_loss, g_loss  # tensors: reading them would sync the GPU every step
 
     t_start = t0 = time.perf_counter()
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
+            sync(args)
             t0, c0 = time.perf_counter(), time.process_time()
         d_loss, g_loss = step(i)
-        if i < args.warmup or (i - args.warmup + 1) % 10 == 0:
-            log(f"  step {i + 1}: {time.perf_counter() - t_start:.1f}s d_loss={d_loss:.4f} g_loss={g_loss:.4f}")
+        if i < args.warmup or (i - args.warmup + 1) % max(10, args.steps // 5) == 0:
+            log(f"  step {i + 1}: {time.perf_counter() - t_start:.1f}s d_loss={d_loss.item():.4f} "
+                f"g_loss={g_loss.item():.4f}")
+    sync(args)
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"examples_per_sec": args.steps * b / sec, "ms_per_step": 1000 * sec / args.steps,
             "cpu_ms_per_step": 1000 * cpu / args.steps,
@@ -192,6 +214,8 @@ def main():
     p.add_argument("--gen_batch", type=int, default=200, help="acgan: generator-update batch (example: 2*100)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--mnist_dir", default=default_dir)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--bf16", action="store_true", help="torch.autocast to bfloat16")
     p.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     args = p.parse_args()
     args.batch = args.batch or (128 if args.model == "cnn_seed" else 100)
@@ -203,8 +227,9 @@ def main():
     x, y = load_mnist(args.mnist_dir)
     log(f"[torch {args.model}]")
     res = (bench_cnn_seed if args.model == "cnn_seed" else bench_acgan)(args, x, y)
-    out = {"framework": f"torch {torch.__version__} eager", "model": args.model, **res,
-           "threads": args.threads}
+    out = {"framework": f"torch {torch.__version__} eager" + (" bf16" if args.bf16 else ""),
+           "model": args.model, **res, "threads": args.threads, "device":
+           torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
     if args.json:
         print(json.dumps(out), flush=True)
     else:
