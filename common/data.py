@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
@@ -37,9 +38,9 @@ KNOWN_TFDS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100
 DEVICE_FRACTION = 0.4
 MANUAL_DIR_ENV = "TFDS_MANUAL_DIR"
 DATA_DIR_ENV = "TFDS_DATA_DIR"
-# ../shared/data/<name> beside the repository: where this project's machines keep offline copies.
 # Subfolder of the TFDS data_dir where load_host keeps decoded splits (see _arrays_path).
 ARRAYS_DIR = "_arrays"
+# ../shared/data/<name> beside the repository: where this project's machines keep offline copies.
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -213,7 +214,7 @@ def load_host(config) -> dict[str, HostSplit]:
       out["val"] = _process_share(d["train_x"][n_train:], d["train_y"][n_train:])
     return out
   cache = _arrays_path(config)
-  if os.path.exists(cache):
+  if cache.exists():
     return _read_arrays(cache)
   builder = _tfds_builder(config)
   n_train, n_val = _split_sizes(config, builder)
@@ -227,34 +228,35 @@ def load_host(config) -> dict[str, HostSplit]:
   return out
 
 
-def _arrays_path(config) -> str:
+def _arrays_path(config) -> epath.Path:
   """Where load_host keeps this process's decoded splits, so later runs skip TFDS and TensorFlow.
 
-  Keyed by everything that selects the examples; TFDS datasets are immutable per version.
+  Keyed by everything that selects the examples; TFDS datasets are immutable per version. Through
+  etils.epath, like the data_dir TFDS reads: local or gs://.
   """
   n = config.train_examples or "all"
   name = (f"{config.dataset}-val{config.validation_split:g}-n{n}"
           f"-p{jax.process_index()}of{jax.process_count()}.npz")
-  return os.path.join(data_dir(config), ARRAYS_DIR, name)
+  return epath.Path(data_dir(config)) / ARRAYS_DIR / name
 
 
-def _write_arrays(path: str, splits: dict[str, HostSplit]) -> None:
+def _write_arrays(path: epath.Path, splits: dict[str, HostSplit]) -> None:
   arrays = {}
   for name, s in splits.items():
     arrays.update({f"{name}.images": s.images, f"{name}.labels": s.labels,
                    f"{name}.total": np.int64(s.total)})
-  tmp = f"{path}.tmp{os.getpid()}"
+  tmp = path.parent / f"{path.name}.tmp{os.getpid()}"
   try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(tmp, "wb") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("wb") as f:
       np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    tmp.rename(path)  # a reader never sees half a file
   except OSError as e:  # a read-only data_dir only costs the next run TFDS's read
     logging.warning("Could not keep decoded arrays in %s: %s", path, e)
 
 
-def _read_arrays(path: str) -> dict[str, HostSplit]:
-  with np.load(path) as f:
+def _read_arrays(path: epath.Path) -> dict[str, HostSplit]:
+  with path.open("rb") as fh, np.load(fh) as f:
     names = sorted({k.split(".")[0] for k in f.files})
     return {n: HostSplit(f[f"{n}.images"], f[f"{n}.labels"], int(f[f"{n}.total"])) for n in names}
 

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -71,8 +72,8 @@ def test_eval_split_is_padded_and_masked():
 def test_decoded_splits_are_kept_and_read_back_without_tfds(tfds_dir, monkeypatch):
   c = load_config("cnn_seed", "", data_dir=tfds_dir, manual_dir=MNIST_DIR, train_examples=1000)
   first = data_lib.load_host(c)
-  assert os.path.exists(data_lib._arrays_path(c))  # pylint: disable=protected-access
-  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # import fails
+  assert data_lib._arrays_path(c).exists()  # pylint: disable=protected-access
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
   again = data_lib.load_host(c)
   assert sorted(again) == sorted(first) == ["test", "train", "val"]
   for name in first:
