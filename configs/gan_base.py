@@ -15,6 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.num_epochs = 25
   c.d_steps = 1                 # discriminator (critic) updates per generator update
+  c.g_ema_decay = 0.0           # samples and evaluation use an EMA of G's weights (0: off)
   c.model = ml_collections.ConfigDict(dict(
       arch="dcgan",             # mlp | dcgan | keras_acgan
       latent_dim=100,

@@ -15,7 +15,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -24,6 +23,7 @@ from common import data as data_lib
 from common import parallel
 from common import reporting
 from cnn import train as cnn_train
+from configs import gan_base
 from gan import train as gan_train
 
 
@@ -76,8 +76,7 @@ def generate(config, players, state, num: int, key, label: int | None = None, ba
   """num uint8 samples from the generator and their labels (balanced, or all `label`)."""
   labels = (np.full(num, label) if label is not None
             else np.arange(num) % config.model.num_classes).astype(np.int32)
-  fn = jax.jit(lambda z, y: gan_train.to_uint8(players.generate(
-      state.params["g"], state.model_state["g"], z, y, train=False)[0]))
+  fn = jax.jit(lambda z, y: gan_train.to_uint8(players.sample(state, z, y)))
   out = []
   for i in range(0, num, batch):
     y = labels[i:i + batch]
@@ -125,8 +124,9 @@ def restore(workdir: str, mesh):
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"No GAN run in {workdir} (no config.json): train one there first.")
+  config = gan_base.get_config()  # keys added since that run keep their defaults
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config.update(json.load(f))
   with open(os.path.join(workdir, "dataset.json")) as f:
     image_shape = tuple(json.load(f)["image_shape"])
   players, g_tx, d_tx = gan_train.build(config, image_shape, 1)

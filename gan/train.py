@@ -53,6 +53,7 @@ RULES = {
     "loss.aux_weight_fake": cfg.number(0.0),
     "loss.aux_weight_g": cfg.number(0.0),
     "d_steps": cfg.integer(1),
+    "g_ema_decay": cfg.number(0.0, 1.0, open_hi=True),
     "sample_every_epochs": cfg.integer(1),
     "classifier_workdir": cfg.TEXT,
     "eval_samples": cfg.integer(0),
@@ -112,6 +113,11 @@ class Players:
     g = nnx.merge(self.g_def, params, state, copy=True)  # fresh Variables in this trace
     images = g(z.astype(self.dtype), labels, train=train, key=key)
     return images, nnx.state(g, nnx.BatchStat)
+
+  def sample(self, state, z, labels):
+    """Images from the generator that samples and evaluation use: G's EMA when there is one."""
+    params = state.model_state.get("g_ema", state.params["g"])
+    return self.generate(params, state.model_state["g"], z, labels, train=False)[0]
 
   def discriminate(self, params, state, images, labels, *, train, key=None):
     d = nnx.merge(self.d_def, params, state, copy=True)
@@ -199,26 +205,38 @@ def make_train_step(config, players: Players, g_tx, d_tx):
     updates, g_opt = g_tx.update(grads, o["g"], p["g"])
     g_params = optax.apply_updates(p["g"], updates)
     metrics.update(g_metrics)
+    model_state = {"g": g_state, "d": d_state}
+    if config.g_ema_decay > 0:
+      model_state["g_ema"] = ema_update(s["g_ema"], g_params, config.g_ema_decay, state.step)
     return state.replace(params={"g": g_params, "d": d_params}, opt_state={"g": g_opt, "d": d_opt},
-                         model_state={"g": g_state, "d": d_state}), metrics
+                         model_state=model_state), metrics
 
   return train_step
+
+
+def ema_update(ema, params, decay: float, step: jax.Array):
+  """One step of G's weight average; the decay ramps up as (1 + t) / (10 + t), as TF's
+  ExponentialMovingAverage with num_updates, so early averages do not remember the init."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), ema, params)
 
 
 def make_task(config, players: Players, g_tx, d_tx, workdir: str) -> loop.Task:
   """The GAN task for the shared loop: init, the adversarial step, per-epoch samples and plots."""
 
   def init(key):
+    model_state = dict(players.model_state)
+    if config.g_ema_decay > 0:  # a non-trainable copy of G's weights, saved with the rest
+      model_state["g_ema"] = jax.tree.map(jnp.copy, players.params["g"])
     return loop.TrainState(
         step=jnp.int32(0), key=key, params=players.params,
         opt_state={"g": g_tx.init(players.params["g"]), "d": d_tx.init(players.params["d"])},
-        model_state=players.model_state)
+        model_state=model_state)
 
   # Fixed noise for the per-epoch grids: 10 rows, one per class for conditional models.
   z_fixed, _ = sample_latent(config, jax.random.PRNGKey(config.seed + 1), 100)
   grid_labels = jnp.repeat(jnp.arange(10) % config.model.num_classes, 10)
-  sample_grid = jax.jit(lambda state: to_uint8(players.generate(
-      state.params["g"], state.model_state["g"], z_fixed, grid_labels, train=False)[0]))
+  sample_grid = jax.jit(lambda state: to_uint8(players.sample(state, z_fixed, grid_labels)))
 
   def on_epoch_end(state, history, writer):
     epoch = history[-1]["epoch"]

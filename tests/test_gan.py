@@ -92,6 +92,22 @@ def test_each_variant_steps_on_real_mnist_with_finite_losses(tfds_dir, name):
       assert float(jnp.max(jnp.abs(leaf))) <= config.loss.clip + 1e-7
 
 
+def test_generator_ema_averages_its_weights_and_draws_the_samples(tfds_dir):
+  config, before, after, _ = _step_once("wgan", tfds_dir, g_ema_decay=0.999)
+  d = 1.0 / 10.0  # the first update's decay, min(0.999, (1 + 0) / (10 + 0))
+  for b, a, e in zip(jax.tree.leaves(before.params["g"]), jax.tree.leaves(after.params["g"]),
+                     jax.tree.leaves(after.model_state["g_ema"])):
+    np.testing.assert_allclose(e, d * b + (1.0 - d) * a, rtol=1e-5, atol=1e-7)
+  players, _, _ = gan_train.build(config, (28, 28, 1), 10)
+  z, labels = gan_train.sample_latent(config, jax.random.PRNGKey(2), 4)
+  ema_images = players.generate(after.model_state["g_ema"], after.model_state["g"], z, labels,
+                                train=False)[0]
+  online_images = players.generate(after.params["g"], after.model_state["g"], z, labels,
+                                   train=False)[0]
+  np.testing.assert_array_equal(players.sample(after, z, labels), ema_images)
+  assert not np.array_equal(ema_images, online_images)
+
+
 def test_invalid_combinations_are_rejected():
   from common import config as cfg  # pylint: disable=g-import-not-at-top
   with pytest.raises(cfg.ConfigError, match="without batch norm"):
@@ -101,9 +117,13 @@ def test_invalid_combinations_are_rejected():
 
 
 def test_gan_resume_equals_uninterrupted(tfds_dir, tmp_path):
-  straight = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2), str(tmp_path / "a"))
-  gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1), str(tmp_path / "b"))
-  resumed = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2), str(tmp_path / "b"))
+  ema = {"g_ema_decay": 0.99}  # the generator's average resumes too
+  straight = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
+                                          str(tmp_path / "a"))
+  gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1, **ema), str(tmp_path / "b"))
+  resumed = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
+                                         str(tmp_path / "b"))
+  assert "g_ema" in resumed["state"].model_state
   for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(resumed["state"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert (tmp_path / "a" / "samples" / "epoch_002.png").exists()
