@@ -155,6 +155,17 @@ def test_sample_command_writes_images_and_labels(acgan_run, tmp_path):
   assert (tmp_path / "s.png").stat().st_size > 1000
 
 
+def test_a_run_saved_before_a_config_key_existed_still_restores(acgan_run, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  old = tmp_path / "old"
+  shutil.copytree(acgan_run, old)
+  saved = json.loads((old / "config.json").read_text())
+  del saved["g_ema_decay"]  # as written before the key was added
+  (old / "config.json").write_text(json.dumps(saved))
+  config, _, state, _ = evaluate.restore(str(old), parallel.make_mesh())
+  assert config.g_ema_decay == 0.0 and "g_ema" not in state.model_state
+
+
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
   r = run_module(["-m", "gan.sample", f"--workdir={tmp_path}", "--num=4", f"--out={tmp_path}/x.npz"])
   assert r.returncode != 0 and "Error: No GAN run in" in r.stderr and "Traceback" not in r.stderr
