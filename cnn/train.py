@@ -1,6 +1,5 @@
 """CNN classification: the train and eval steps, and `train_and_evaluate(config, workdir)`."""
 
-import json
 import os
 
 import jax
@@ -20,6 +19,7 @@ from common import parallel
 from common import plots
 from common import reporting
 from cnn import models
+from configs import cnn_base
 
 RULES = {
     **loop.RULES,
@@ -138,8 +138,7 @@ def load_trained(workdir: str, mesh, input_shape=(28, 28, 1)):
     raise FileNotFoundError(
         f"No trained classifier in {workdir}: train one with "
         f"`python -m cnn.main --config=configs/cnn.py --workdir={workdir}`.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = cfg.load_saved(path, cnn_base.get_config())
   model = build_model(config, input_shape, 10, jax.random.PRNGKey(config.seed))
   task = make_task(config, model, optim.make(config.optimizer, 1), workdir)
   state, _, _ = checkpoint.restore_latest(

@@ -92,3 +92,10 @@ def differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> lis
     if a != b:
       out.append(f"{key}: {a!r} -> {b!r}")
   return out
+
+
+def load_saved(path: str, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A run's saved config.json over `defaults`, so keys added since that run keep their defaults."""
+  with open(path) as f:
+    defaults.update(json.load(f))
+  return defaults

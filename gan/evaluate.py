@@ -19,6 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from common import checkpoint
+from common import config as cfg
 from common import data as data_lib
 from common import parallel
 from common import reporting
@@ -124,9 +125,7 @@ def restore(workdir: str, mesh):
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"No GAN run in {workdir} (no config.json): train one there first.")
-  config = gan_base.get_config()  # keys added since that run keep their defaults
-  with open(path) as f:
-    config.update(json.load(f))
+  config = cfg.load_saved(path, gan_base.get_config())
   with open(os.path.join(workdir, "dataset.json")) as f:
     image_shape = tuple(json.load(f)["image_shape"])
   players, g_tx, d_tx = gan_train.build(config, image_shape, 1)
