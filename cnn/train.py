@@ -1,7 +1,5 @@
 """CNN classification: the train and eval steps, and `train_and_evaluate(config, workdir)`."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,38 +7,27 @@ import optax
 from absl import logging
 from flax import nnx
 
-from common import checkpoint
-from common import config as cfg
 from common import data as data_lib
+from common import datasets
 from common import layers
 from common import loop
 from common import optim
 from common import parallel
 from common import plots
 from common import reporting
+from common import runs
+from common import shards
+from cnn import keys
 from cnn import models
-from configs import cnn_base
-
-RULES = {
-    **loop.RULES,
-    **optim.rules("optimizer"),
-    "model.name": cfg.choice(*models.MODELS),
-    "model.widths": cfg.INTS,
-    "model.hidden": cfg.integer(1),
-    "model.dropout": cfg.number(0.0, 1.0, open_hi=True),
-    "model.ndim": cfg.choice(1, 2),
-    "augment_shift": cfg.integer(0, 8),
-}
 
 
-def build_model(config: ml_collections.ConfigDict, input_shape, num_classes: int, key):
-  dtype = jnp.dtype(config.dtype)
-  rngs = nnx.Rngs(params=key)
-  m = config.model
+def build_model(model_config, info: datasets.DatasetInfo, dtype, key) -> layers.Sequential:
+  """config.model's classifier for the dataset's example shape and classes."""
+  m, rngs = model_config, nnx.Rngs(params=key)
   if m.name == "seed":
-    return models.seed_cnn(num_classes, input_shape[-1], dtype=dtype, rngs=rngs)
-  return models.MODELS[m.name](num_classes, input_shape[-1], input_shape[0], tuple(m.widths), m.hidden,
-                        m.dropout, m.ndim, dtype=dtype, rngs=rngs)
+    return models.seed_cnn(info.shape, info.num_classes, dtype=dtype, rngs=rngs)
+  return models.MODELS[m.name](info.shape, info.num_classes, tuple(m.widths), m.hidden,
+                               m.dropout, dtype=dtype, rngs=rngs)
 
 
 def random_shift(images: jax.Array, pixels: int, key: jax.Array) -> jax.Array:
@@ -54,11 +41,11 @@ def random_shift(images: jax.Array, pixels: int, key: jax.Array) -> jax.Array:
   return jax.vmap(crop)(padded, starts)
 
 
-def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation,
-              workdir: str) -> loop.Task:
+def make_task(model: layers.Sequential, tx: optax.GradientTransformation, *, dtype: str,
+              augment_shift: int = 0, workdir: str | None = None) -> loop.Task:
   """The classification task: cross-entropy from logits, accuracy, and Figure 3 at the end."""
   graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-  dtype = jnp.dtype(config.dtype)
+  dtype = jnp.dtype(dtype)
 
   def init(key):
     return loop.TrainState(step=jnp.int32(0), key=key, params=params,
@@ -66,13 +53,13 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
 
   def logits_fn(params, model_state, images, *, train, key=None):
     model = nnx.merge(graphdef, params, model_state, copy=True)  # fresh Variables in this trace
-    logits = model(data_lib.to_float(images, dtype=dtype), train=train, key=key)
+    logits = model(shards.to_float(images, dtype=dtype), train=train, key=key)
     return logits.astype(jnp.float32), nnx.state(model, nnx.BatchStat)
 
   def train_step(state, batch, key):
     images, labels = batch["image"][0], batch["label"][0]
-    if config.augment_shift:
-      images = random_shift(images, config.augment_shift, jax.random.fold_in(key, 2**31))
+    if augment_shift:
+      images = random_shift(images, augment_shift, jax.random.fold_in(key, 2**31))
 
     def loss_fn(params):
       logits, model_state = logits_fn(params, state.model_state, images, train=True, key=key)
@@ -95,7 +82,7 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
 
   def finish(state, history, results):
     del state
-    if reporting.is_writer() and history:
+    if workdir and reporting.is_writer() and history:
       plots.training_curves(history, f"{workdir}/training_curves.png",
                             [("loss", "val_loss"), ("accuracy", "val_accuracy")])
     test = results.get("test", {})
@@ -107,41 +94,49 @@ def make_task(config, model: layers.Sequential, tx: optax.GradientTransformation
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str):
-  """(task, splits, mesh) for a validated config: data on device, model, optimizer."""
-  cfg.validate(config, RULES)
+  """(task, info, splits, mesh) for a validated config: data on device, model, optimizer."""
+  keys.validate(config)
   mesh = parallel.make_mesh()
-  splits = data_lib.load(config, mesh, train_batch=config.batch_size,
-                         eval_batch=config.eval_batch_size)
-  input_shape = splits["train"].example_shape
-  model = build_model(config, input_shape, 10, jax.random.PRNGKey(config.seed))
-  reporting.print_line(layers.summary(model, input_shape, config.name))
-  total_steps = data_lib.steps_per_epoch(splits["train"], config.batch_size) * config.num_epochs
-  tx = optim.make(config.optimizer, total_steps)
-  return make_task(config, model, tx, workdir), splits, mesh
+  info, splits = data_lib.load(config, mesh, train_batch=config.batch_size,
+                               eval_batch=config.eval_batch_size)
+  model = build_model(config.model, info, jnp.dtype(config.dtype),
+                      jax.random.PRNGKey(config.seed))
+  reporting.print_line(layers.summary(model, info.shape, config.name))
+  total_steps = shards.steps_per_epoch(splits["train"], config.batch_size) * config.num_epochs
+  task = make_task(model, optim.make(config.optimizer, total_steps), dtype=config.dtype,
+                   augment_shift=config.augment_shift, workdir=workdir)
+  return task, info, splits, mesh
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fresh: bool = False) -> dict:
-  """Validates the config, loads data to device, trains (resuming from workdir), evaluates."""
-  cfg.validate(config, RULES)
-  checkpoint.check_workdir(workdir, cfg.to_dict(config), fresh)
-  task, splits, mesh = prepare(config, workdir)
-  reporting.write_json(workdir, "config.json", cfg.to_dict(config))
+                       fresh: bool = False) -> tuple[loop.TrainState, dict]:
+  """Validates the config, loads data to device, trains (resuming from workdir), evaluates.
+
+  Returns (state, results), results being results.json's contents.
+  """
+  keys.validate(config)
+  runs.check_workdir(workdir, config, keys.KEYS, keys.RETIRED, fresh)
+  task, info, splits, mesh = prepare(config, workdir)
+  runs.write_run_files(workdir, config, info)
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   return loop.run(config, workdir, task, splits, mesh)
 
 
-def load_trained(workdir: str, mesh, input_shape=(28, 28, 1)):
-  """(config, model) of the latest checkpoint of a CNN run in workdir, in inference mode."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path) or not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(
-        f"No trained classifier in {workdir}: train one with "
-        f"`python -m cnn.main --config=configs/cnn.py --workdir={workdir}`.")
-  config = cfg.load_saved(path, cnn_base.get_config())
-  model = build_model(config, input_shape, 10, jax.random.PRNGKey(config.seed))
-  task = make_task(config, model, optim.make(config.optimizer, 1), workdir)
-  state, _, _ = checkpoint.restore_latest(
-      workdir, parallel.replicate(mesh, task.init(jax.random.PRNGKey(0))))
-  graphdef, _, _ = nnx.split(model, nnx.Param, ...)
-  return config, nnx.merge(graphdef, state.params, state.model_state)
+def restore_classifier(workdir: str, mesh, step: int | None = None):
+  """A trained classifier read back: (runs.Restored, its model in inference form)."""
+
+  def model_of(config, info):
+    return build_model(config.model, info, jnp.dtype(config.dtype), jax.random.PRNGKey(0))
+
+  def template(config, info):
+    task = make_task(model_of(config, info), optim.make(config.optimizer, 1), dtype=config.dtype)
+    return parallel.replicate(mesh, task.init(jax.random.PRNGKey(0)))
+
+  try:
+    run = runs.restore_run(workdir, keys.KEYS, template, retired=keys.RETIRED, step=step,
+                           what="cnn classifier run")
+  except runs.RunError as e:
+    raise runs.RunError(f"{e} Train a classifier with `python -m cnn.main "
+                        f"--config=configs/cnn.py --workdir={workdir}`.") from None
+  graphdef = nnx.split(model_of(run.config, run.info), nnx.Param, ...)[0]
+  return run, nnx.merge(graphdef, run.state.params, run.state.model_state)

@@ -1,7 +1,5 @@
-"""Orbax checkpoints for exact resume, the workdir's config guard, and preemption (SIGTERM)."""
+"""Orbax checkpoints for exact resume, and preemption (SIGTERM)."""
 
-import datetime
-import json
 import os
 import signal
 import threading
@@ -11,43 +9,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
-
-from common import config as cfg
-
-# Keys that may change between a run and its resumption without changing what is computed.
-RESUMABLE_KEYS = ("num_epochs", "data_dir", "manual_dir", "steps_per_call",
-                  "checkpoint_every_epochs", "max_checkpoints", "eval_every_epochs",
-                  "classifier_workdir", "sample_every_epochs", "progress_bar",
-                  "data_placement")
-
-
-class WorkdirError(RuntimeError):
-  """A workdir that holds a different run; the message lists what differs and what to do."""
-
-
-def check_workdir(workdir: str, config_dict: dict, fresh: bool) -> None:
-  """Refuses a workdir whose checkpoints come from another config; with fresh, archives them."""
-  wd = epath.Path(workdir)
-  saved_path = wd / "config.json"
-  has_checkpoints = (wd / "checkpoints").exists() and any((wd / "checkpoints").iterdir())
-  if not saved_path.exists() or not has_checkpoints:
-    return
-  diffs = cfg.differences(json.loads(saved_path.read_text()), config_dict, RESUMABLE_KEYS)
-  if not diffs:
-    return
-  if not fresh:
-    raise WorkdirError(
-        f"Workdir {workdir} holds checkpoints of a different config ({len(diffs)} fields differ: "
-        + "; ".join(diffs) + "). Use another --workdir, or pass --fresh to archive the old run "
-        "and start afresh.")
-  if jax.process_index() == 0:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    archive = wd / "archive" / stamp
-    archive.mkdir(parents=True)
-    for child in wd.iterdir():
-      if child.name != "archive":
-        child.rename(archive / child.name)
-  multihost_utils.sync_global_devices("archive_workdir")
 
 
 def _checkpoints_dir(workdir: str) -> epath.Path:
@@ -82,20 +43,6 @@ class Checkpoints:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
-
-
-def restore_latest(workdir: str, like_state):
-  """(state, meta, step) of the latest checkpoint in workdir, for sampling and evaluation."""
-  directory = _checkpoints_dir(workdir)
-  if not directory.exists():
-    raise FileNotFoundError(f"No checkpoint in {workdir}: train there first.")
-  ckpts = Checkpoints(workdir, max_to_keep=10**6)
-  step = ckpts.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}: train there first.")
-  state, meta = ckpts.restore(like_state, step)
-  ckpts.close()
-  return state, meta, step
 
 
 class Preemption:

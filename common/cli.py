@@ -8,22 +8,16 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from common import checkpoint
 from common import config as cfg
-from common import data
-from common import loop
+from common.entry import USER_ERRORS, enable_compilation_cache
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cnn_seed.py[:preset].")
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and results; default runs/<config.name>.")
 flags.DEFINE_bool("fresh", False, "Archive a workdir holding another config's run and start afresh.")
+flags.DEFINE_bool("keys", False, "List every config key (value, default, description) and exit.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize(); default: auto-detect "
                   "(TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS set).")
-
-# Errors the user can fix; each is reported as one line, without a traceback.
-USER_ERRORS = (cfg.ConfigError, data.DataError, checkpoint.WorkdirError, loop.NonFiniteError,
-               FileNotFoundError)
-
 
 def _parse(argv: list[str]) -> list[str]:
   try:
@@ -42,17 +36,6 @@ def _parse(argv: list[str]) -> list[str]:
     sys.exit(f"Error: {type(e).__name__}: {e}")
 
 
-def enable_compilation_cache() -> None:
-  """JAX's persistent compilation cache, so reruns and sweep members skip recompiling.
-
-  $JAX_COMPILATION_CACHE_DIR (read by JAX itself) overrides the default user cache directory.
-  """
-  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                         "jaxgan", "jax_compilation_cache")
-    jax.config.update("jax_compilation_cache_dir", cache)
-
-
 def argv_config(argv: list[str]) -> str:
   return next((a for a in argv if a.startswith("--config=")), "--config")
 
@@ -69,14 +52,20 @@ def _maybe_initialize_distributed() -> None:
     jax.distributed.initialize(**kwargs)  # jax itself reads only JAX_COORDINATOR_ADDRESS
 
 
-def run(train_and_evaluate: Callable) -> None:
-  """app.run for `python -m <pkg>.main --config=FILE [--workdir=DIR] [--config.key=value ...]`."""
+def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
+  """app.run for `python -m <pkg>.main --config=FILE [--workdir=DIR] [--config.key=value ...]`.
+
+  `keys` are the run's declared config keys: validated against, and listed by --keys.
+  """
 
   def main(argv):
     if len(argv) > 1:
       sys.exit(f"Error: unexpected arguments {argv[1:]}; flags take the form --name=value.")
     if FLAGS.config is None:
       sys.exit("Error: --config=FILE is required, e.g. --config=configs/cnn_seed.py.")
+    if FLAGS.keys:
+      print(cfg.describe(FLAGS.config, keys))
+      return
     if not FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # orbax and TFDS are chatty at INFO
     _maybe_initialize_distributed()
@@ -86,7 +75,7 @@ def run(train_and_evaluate: Callable) -> None:
     logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                  jax.devices())
     try:
-      results = train_and_evaluate(config, workdir, fresh=FLAGS.fresh)
+      _, results = train_and_evaluate(config, workdir, fresh=FLAGS.fresh)
     except USER_ERRORS as e:
       sys.exit(f"Error: {e}")
     if results.get("preempted"):

@@ -1,6 +1,12 @@
-"""Config validation: every key of a config has a rule; anything else stops before data or compile.
+"""Config keys, each declared once: default, validation rule, whether it may change on resume, doc.
 
-A rule names the allowed values in words, so the error is one line: the key and what is allowed.
+An owner (common for the loop's and the data's keys, cnn and gan for theirs) declares a dict of
+dotted key paths to `Key`s. Everything else is derived from it: the default `ConfigDict` that a
+config file starts from, validation with one-line errors, the keys a resumed run may change, the
+listing `--keys` prints, and the reading of a saved config.json over today's defaults.
+
+This module imports nothing heavier than ml_collections, so config files can import the owners'
+key modules without starting JAX.
 """
 
 import dataclasses
@@ -48,29 +54,69 @@ INTS = Rule((tuple, list), lambda v: all(isinstance(i, int) and i > 0 for i in v
             "a tuple of positive integers")
 
 
-def _flatten(config, prefix=""):
+@dataclasses.dataclass(frozen=True)
+class Key:
+  """One config key: its default, its rule, whether a resumed run may change it, one line of doc."""
+  default: Any
+  rule: Rule
+  doc: str
+  resumable: bool = False
+
+
+Keys = dict[str, Key]
+
+
+def defaults(keys: Keys) -> ml_collections.ConfigDict:
+  """The nested ConfigDict of every key's default."""
+  tree: dict = {}
+  for path, key in keys.items():
+    *parents, leaf = path.split(".")
+    node = tree
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = key.default
+  return ml_collections.ConfigDict(tree)
+
+
+def flatten(config, prefix: str = ""):
+  """(dotted path, value) of every leaf of a ConfigDict or nested dict."""
   for key, value in config.items():
     path = f"{prefix}{key}"
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _flatten(value, path + ".")
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      yield from flatten(value, path + ".")
     else:
       yield path, value
 
 
-def validate(config: ml_collections.ConfigDict, rules: dict[str, Rule]) -> None:
-  """Raises ConfigError naming the first key that has no rule or breaks its rule."""
-  for path, value in _flatten(config):
-    rule = rules.get(path)
-    if rule is None:
+def validate(config: ml_collections.ConfigDict, keys: Keys) -> None:
+  """Raises ConfigError naming the first key that is not declared or breaks its rule."""
+  for path, value in flatten(config):
+    key = keys.get(path)
+    if key is None:
       parent = path.rsplit(".", 1)[0] + "." if "." in path else ""
-      known = sorted({k[len(parent):].split(".")[0] for k in rules if k.startswith(parent)})
+      known = sorted({k[len(parent):].split(".")[0] for k in keys if k.startswith(parent)})
       raise ConfigError(f"Unknown config key {path!r}; known keys here: {', '.join(known)}.")
-    if isinstance(value, bool) and bool not in rule.types:
-      ok = False
-    else:
-      ok = isinstance(value, rule.types) and rule.check(value)
+    rule = key.rule
+    ok = (bool in rule.types or not isinstance(value, bool)) and (
+        isinstance(value, rule.types) and rule.check(value))
     if not ok:
       raise ConfigError(f"config.{path}={value!r} is not allowed: use {rule.allowed}.")
+
+
+def resumable(keys: Keys) -> tuple[str, ...]:
+  return tuple(path for path, key in keys.items() if key.resumable)
+
+
+def describe(config: ml_collections.ConfigDict, keys: Keys) -> str:
+  """A table of every key: value, default (when it differs), whether resumable, description."""
+  values = dict(flatten(config))
+  width = max(len(p) for p in keys)
+  lines = [f"{'key'.ljust(width)}  value  [default]  (r: may change on resume)  description"]
+  for path, key in keys.items():
+    value = values.get(path, key.default)
+    shown = repr(value) if value == key.default else f"{value!r} [{key.default!r}]"
+    lines.append(f"{path.ljust(width)}  {shown}{'  (r)' if key.resumable else ''}  - {key.doc}")
+  return "\n".join(lines)
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:
@@ -80,8 +126,7 @@ def to_dict(config: ml_collections.ConfigDict) -> dict:
 
 def differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
   """'key: saved -> current' for every flattened key that differs, except ignored ones."""
-  flat_saved = dict(_flatten(ml_collections.ConfigDict(saved)))
-  flat_now = dict(_flatten(ml_collections.ConfigDict(current)))
+  flat_saved, flat_now = dict(flatten(saved)), dict(flatten(current))
   out = []
   for key in sorted(set(flat_saved) | set(flat_now)):
     if key in ignore or key.split(".")[0] in ignore:
@@ -94,8 +139,16 @@ def differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> lis
   return out
 
 
-def load_saved(path: str, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A run's saved config.json over `defaults`, so keys added since that run keep their defaults."""
-  with open(path) as f:
-    defaults.update(json.load(f))
-  return defaults
+def over_defaults(saved: dict, keys: Keys, retired: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """A saved config read over today's defaults: keys added since it was saved take their default.
+
+  Keys in `retired` (declared by their owner when a key is removed) are dropped; any other key
+  that is not declared raises ConfigError: the saved config belongs to another kind of run.
+  """
+  flat = {p: v for p, v in flatten(saved) if p not in retired}
+  unknown = sorted(p for p in flat if p not in keys)
+  if unknown:
+    raise ConfigError(f"keys {', '.join(unknown[:4])} are not keys of this kind of run")
+  config = defaults(keys)
+  config.update_from_flattened_dict(flat)  # ints into float keys, lists into tuple keys
+  return config

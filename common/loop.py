@@ -8,8 +8,12 @@ once: a `lax.fori_loop` over steps `state.step .. stop` of one epoch, each step 
 from the on-device dataset by this epoch's permutation and taking its key from
 `fold_in(step_key, step)`. The host only starts chunks, so exact resume needs nothing but the
 state: the epoch, the permutation and every key follow from `state.step` and `state.key`.
-A training split streamed from the host (data.StreamedSplit) gets the same batches: the host
+A training split streamed from the host (streaming.StreamedSplit) gets the same batches: the host
 gathers each chunk's rows by the same permutation and a background thread puts them on device.
+
+`run` goes through named phases: plan, restore, compile, then per epoch train (chunks) and end of
+epoch (metrics, logs, checkpoint), and at the end finish (evaluation, results.json). A preemption
+(SIGTERM) is noticed at chunk boundaries and saved by one path, `_save_preempted`.
 """
 
 import dataclasses
@@ -19,63 +23,19 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import logging
 
 from common import checkpoint
-from common import config as cfg
-from common import data as data_lib
 from common import parallel
 from common import reporting
+from common import shards
+from common import streaming
 
 Metrics = dict[str, jax.Array]
 Batch = dict[str, jax.Array]
 # Steps per host-to-device transfer when the training split streams from the host.
 STREAM_CHUNK_STEPS = 16
-
-RULES = {
-    "name": cfg.TEXT,
-    "dataset": cfg.TEXT,
-    "data_dir": cfg.TEXT,
-    "manual_dir": cfg.TEXT,
-    "validation_split": cfg.number(0.0, 1.0, open_hi=True),
-    "train_examples": cfg.integer(0),
-    "seed": cfg.integer(0),
-    "batch_size": cfg.integer(1),
-    "eval_batch_size": cfg.integer(1),
-    "num_epochs": cfg.integer(1),
-    "steps_per_call": cfg.integer(0),
-    "eval_every_epochs": cfg.integer(1),
-    "checkpoint_every_epochs": cfg.integer(1),
-    "max_checkpoints": cfg.integer(1),
-    "dtype": cfg.choice("float32", "bfloat16"),
-    "progress_bar": cfg.choice("auto", "on", "off"),
-    "data_placement": cfg.choice("auto", "device", "host"),
-}
-
-
-def base_config() -> ml_collections.ConfigDict:
-  """The keys every run has; task configs add theirs."""
-  return ml_collections.ConfigDict(dict(
-      name="run",
-      dataset="mnist",
-      data_dir="",          # TFDS data_dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
-      manual_dir="",        # original files for offline preparation; default $TFDS_MANUAL_DIR
-      validation_split=0.0,  # last fraction of the training split, as Keras's validation_split
-      train_examples=0,      # use only the first N training examples (0: all of them)
-      seed=0,
-      batch_size=128,
-      eval_batch_size=1000,
-      num_epochs=1,
-      steps_per_call=0,      # steps per host round trip; 0: a whole epoch (or 1/30 on a terminal)
-      eval_every_epochs=1,
-      checkpoint_every_epochs=1,
-      max_checkpoints=3,
-      dtype="float32",       # compute dtype; parameters and optimizer state stay float32
-      progress_bar="auto",
-      data_placement="auto",  # training split on 'device', streamed from 'host', or by size
-  ))
 
 
 @flax.struct.dataclass
@@ -96,12 +56,15 @@ class Task:
     [batches_per_step, B, ...]; metrics are per-step means, averaged over the epoch by the loop.
   eval_step(state, batch) -> sums over the batch's real examples (batch['mask']), divided by the
     split's size by the loop.
+  on_epoch_end(state, history, writer) -> extra metrics for this epoch's record (or None); history
+    ends with this epoch's record, not yet written.
+  finish(state, history, results) -> entries to add to results.json.
   """
   init: Callable[[jax.Array], TrainState]
   train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
   eval_step: Callable[[TrainState, Batch], Metrics] | None = None
   batches_per_step: int = 1
-  on_epoch_end: Callable[[TrainState, list[dict], reporting.Writer], None] | None = None
+  on_epoch_end: Callable[[TrainState, list[dict], reporting.Writer], dict | None] | None = None
   finish: Callable[[TrainState, list[dict], dict], dict] | None = None
 
 
@@ -124,20 +87,20 @@ def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int,
                      streamed: bool = False):
   """The jitted chunk of steps; see the module docstring.
 
-  `data` is the DeviceSplit, or for a streamed split the chunk's rows from data.stream_chunks.
+  `data` is the DeviceSplit, or for a streamed split the chunk's rows from streaming.stream_chunks.
   """
 
   def train_chunk(state: TrainState, data, stop, sums):
     shuffle_key, step_key = run_keys(state.key)
     start = state.step % steps_per_epoch
     if streamed:
-      batch_at = lambda i: data_lib.slice_batches(  # pylint: disable=g-long-lambda
+      batch_at = lambda i: streaming.slice_batches(  # pylint: disable=g-long-lambda
           data, i * task.batches_per_step, task.batches_per_step, per_shard_batch)
     else:
-      perm = data_lib.epoch_permutation(
+      perm = shards.epoch_permutation(
           jax.random.fold_in(shuffle_key, state.step // steps_per_epoch), data.num_shards,
           data.per_shard)
-      batch_at = lambda i: data_lib.gather_batches(  # pylint: disable=g-long-lambda
+      batch_at = lambda i: shards.gather_batches(  # pylint: disable=g-long-lambda
           data, perm, (start + i) * task.batches_per_step, task.batches_per_step, per_shard_batch)
 
     def body(i, carry):
@@ -164,9 +127,8 @@ def batch_like(task: Task, split, global_batch: int) -> Batch:
 def make_evaluate(task: Task, eval_batch: int):
   """Jitted pass over a padded split: sums of eval_step over batches, inside one fori_loop."""
 
-  def evaluate(state: TrainState, split: data_lib.DeviceSplit):
-    shards = split.images.shape[0]
-    b = eval_batch // shards
+  def evaluate(state: TrainState, split: shards.DeviceSplit):
+    b = eval_batch // split.num_shards
 
     def batch(i):
       def take(a):
@@ -183,7 +145,7 @@ def make_evaluate(task: Task, eval_batch: int):
   return jax.jit(evaluate)
 
 
-def evaluate_split(evaluate, state, split: data_lib.DeviceSplit, prefix: str = "") -> dict:
+def evaluate_split(evaluate, state, split: shards.DeviceSplit, prefix: str = "") -> dict:
   sums = jax.device_get(evaluate(state, split))
   return {prefix + k: float(v) / split.num_examples for k, v in sums.items()}
 
@@ -192,156 +154,227 @@ def _as_floats(tree) -> dict:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, task: Task,
-        splits: dict[str, data_lib.DeviceSplit], mesh) -> dict:
-  """Trains config.num_epochs epochs (resuming from workdir), then evaluates on the test split.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What the loop derives once from the config, the task and the training split."""
+  steps_per_epoch: int
+  num_epochs: int
+  per_shard_batch: int
+  chunk: int          # steps per call of the compiled chunk
+  streamed: bool
 
-  Returns results.json's contents. Stops early, with a checkpoint, on preemption: then
-  results['preempted'] is True.
-  """
-  timer = reporting.Timer()
-  train = splits["train"]
-  per_shard_batch = config.batch_size // mesh.size
-  steps_per_epoch = data_lib.steps_per_epoch(train, config.batch_size, task.batches_per_step)
-  total_steps = steps_per_epoch * config.num_epochs
-  if steps_per_epoch == 0:
-    raise data_lib.DataError(
+  @property
+  def total_steps(self) -> int:
+    return self.steps_per_epoch * self.num_epochs
+
+
+def make_plan(config, task: Task, train, mesh, progress: reporting.Progress) -> Plan:
+  steps = shards.steps_per_epoch(train, config.batch_size, task.batches_per_step)
+  if steps == 0:
+    raise shards.DataError(
         f"One step needs {task.batches_per_step} batches of {config.batch_size}, more than the "
         f"{train.per_shard * mesh.size} training examples; lower config.batch_size.")
+  streamed = isinstance(train, streaming.StreamedSplit)
+  chunk = config.steps_per_call
+  if chunk == 0 and streamed:
+    chunk = min(steps, STREAM_CHUNK_STEPS)
+  elif chunk == 0:
+    chunk = max(1, steps // 30) if progress.enabled else steps
+  return Plan(steps, config.num_epochs, config.batch_size // mesh.size, chunk, streamed)
 
-  state = task.init(jax.random.PRNGKey(config.seed))
-  state = parallel.replicate(mesh, state)
-  ckpts = checkpoint.Checkpoints(workdir, config.max_checkpoints)
-  writer = reporting.Writer(workdir)
-  meta = {"epoch_sums": None, "train_time_s": 0.0}
+
+def _restore(task: Task, mesh, ckpts: checkpoint.Checkpoints, seed: int, workdir: str):
+  """(state, meta): the latest checkpoint's, or a fresh state from the seed."""
+  state = parallel.replicate(mesh, task.init(jax.random.PRNGKey(seed)))
+  meta = {"epoch_sums": None, "train_time_s": 0.0, "history": []}
   if ckpts.latest_step() is not None:
-    state, meta = ckpts.restore(state)
+    state, saved = ckpts.restore(state)
+    meta.update(saved)
     logging.info("Resumed from step %d in %s", int(state.step), workdir)
-  step = int(state.step)
-  history = writer.history(up_to_epoch=step // steps_per_epoch)
+  return state, meta
 
-  streamed = isinstance(train, data_lib.StreamedSplit)
-  train_chunk = make_train_chunk(task, steps_per_epoch, per_shard_batch, streamed)
-  evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
+
+@dataclasses.dataclass
+class _Feed:
+  """Where each call's data comes from: the device split itself, or streamed chunks."""
+  like: Any                      # what the compiled chunk takes as its data argument
+  next: Callable[[], Any]
+  close: Callable[[], None] = lambda: None
+
+
+def _feed(plan: Plan, task: Task, train, mesh, state, step: int) -> _Feed:
+  if not plan.streamed:
+    return _Feed(train, lambda: train)
+  shuffle_key = run_keys(np.asarray(state.key.addressable_data(0)))[0]
+  spe = plan.steps_per_epoch
+  order = ((epoch, a, b) for epoch in range(step // spe, plan.num_epochs)
+           for a, b in epoch_chunks(max(0, step - epoch * spe), spe, plan.chunk))
+  prefetch = streaming.Prefetch(streaming.stream_chunks(
+      mesh, train, shuffle_key, order, plan.chunk, task.batches_per_step, plan.per_shard_batch))
+  rows = plan.chunk * task.batches_per_step * plan.per_shard_batch
+  like = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+      (train.num_shards, rows) + a.shape[2:], a.dtype, sharding=parallel.sharded(mesh)),
+                      {"image": train.images, "label": train.labels})
+  return _Feed(like, lambda: next(prefetch), prefetch.close)
+
+
+def _compile(task: Task, plan: Plan, state, feed: _Feed, train, config, mesh):
+  """(compiled chunk, a function giving zeroed metric sums, compile seconds)."""
+  train_chunk = make_train_chunk(task, plan.steps_per_epoch, plan.per_shard_batch, plan.streamed)
   like_metrics = jax.eval_shape(task.train_step, state, batch_like(task, train, config.batch_size),
                                 jax.random.PRNGKey(0))[1]
   zero_sums = lambda: parallel.replicate(  # pylint: disable=g-long-lambda
       mesh, jax.tree.map(lambda s: np.zeros(s.shape, np.float32), like_metrics))
+  start = time.perf_counter()
+  compiled = train_chunk.lower(state, feed.like, jnp.int32(0), zero_sums()).compile()
+  seconds = time.perf_counter() - start
+  logging.info("Compiled the training chunk in %.1fs", seconds)
+  return compiled, zero_sums, seconds
 
-  chunk = config.steps_per_call
+
+@dataclasses.dataclass
+class _Run:
+  """What the phases of one run share."""
+  config: Any
+  workdir: str
+  task: Task
+  splits: dict
+  mesh: Any
+  plan: Plan
+  ckpts: checkpoint.Checkpoints
+  writer: reporting.Writer
+  progress: reporting.Progress
+  preemption: checkpoint.Preemption
+  history: list
+  evaluate: Callable | None
+  train_time: float = 0.0
+  epoch_seconds: float = 0.0
+  saved_step: int = -1
+
+
+def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainState, dict]:
+  """Trains config.num_epochs epochs (resuming from workdir), then evaluates on the test split.
+
+  Returns (state, results), results being results.json's contents. On preemption it stops early
+  with a checkpoint, and results['preempted'] is True.
+  """
+  timer = reporting.Timer()
   progress = reporting.Progress({"auto": None, "on": True, "off": False}[config.progress_bar])
-  if chunk == 0 and streamed:
-    chunk = min(steps_per_epoch, STREAM_CHUNK_STEPS)
-  elif chunk == 0:
-    chunk = max(1, steps_per_epoch // 30) if progress.enabled else steps_per_epoch
-  if streamed:
-    shuffle_key = run_keys(np.asarray(state.key.addressable_data(0)))[0]
-    plan = ((epoch, a, b) for epoch in range(step // steps_per_epoch, config.num_epochs)
-            for a, b in epoch_chunks(max(0, step - epoch * steps_per_epoch), steps_per_epoch,
-                                     chunk))
-    feed = data_lib.Prefetch(data_lib.stream_chunks(
-        mesh, train, shuffle_key, plan, chunk, task.batches_per_step, per_shard_batch))
-    data_like = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct((train.num_shards, chunk * task.batches_per_step *
-                                        per_shard_batch) + a.shape[2:], a.dtype,
-                                       sharding=parallel.sharded(mesh)),
-        {"image": train.images, "label": train.labels})
-    next_data = lambda: next(feed)
-  else:
-    feed, data_like, next_data = None, train, lambda: train
-
-  compile_start = time.perf_counter()
-  compiled = train_chunk.lower(state, data_like, jnp.int32(0), zero_sums()).compile()
-  compile_s = time.perf_counter() - compile_start
-  logging.info("Compiled the training chunk in %.1fs", compile_s)
-  preemption = checkpoint.Preemption()
-  preempted = False
-  train_time = meta["train_time_s"]
+  plan = make_plan(config, task, splits["train"], mesh, progress)
+  ckpts = checkpoint.Checkpoints(workdir, config.max_checkpoints)
+  writer = reporting.Writer(workdir)
+  state, meta = _restore(task, mesh, ckpts, config.seed, workdir)
+  step = int(state.step)
+  history = writer.history(up_to_epoch=step // plan.steps_per_epoch)
+  evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
+  r = _Run(config, workdir, task, splits, mesh, plan, ckpts, writer, progress,
+           checkpoint.Preemption(), history, evaluate, meta["train_time_s"])
+  feed = _feed(plan, task, splits["train"], mesh, state, step)
   try:
-    while step < total_steps:
-      epoch = step // steps_per_epoch + 1
-      epoch_start_step = (epoch - 1) * steps_per_epoch
-      sums = (parallel.replicate(mesh, {k: np.float32(v) for k, v in meta["epoch_sums"].items()})
-              if meta.get("epoch_sums") else zero_sums())
-      meta["epoch_sums"] = None
-      resumed_steps = step - epoch_start_step
-      t0 = time.perf_counter()
-      for _, stop in epoch_chunks(resumed_steps, steps_per_epoch, chunk):
-        state, sums, bad = compiled(state, next_data(), jnp.int32(stop), sums)
-        step = epoch_start_step + stop
-        if progress.enabled:
-          jax.block_until_ready(sums)
-          progress.update(epoch, config.num_epochs, step - epoch_start_step, steps_per_epoch,
-                          time.perf_counter() - t0)
-        _raise_if_bad(bad, ckpts)
-        if preemption.reached(step) and step < epoch_start_step + steps_per_epoch:
-          preempted = True
-          break
-      if preempted:
-        meta = {"epoch_sums": _as_floats(sums), "train_time_s": train_time}
-        ckpts.save(step, state, meta)
-        logging.info("Process %d saved step %d on preemption", jax.process_index(), step)
-        progress.clear()
-        reporting.print_line(f"Preempted: saved step {step} (epoch {epoch}) in {workdir}; "
-                             "rerun the same command to resume.")
-        break
-      jax.block_until_ready(sums)
-      seconds = time.perf_counter() - t0
-      train_time += seconds
-      steps_done = steps_per_epoch - resumed_steps
-      record = {"epoch": epoch, "step": step}
-      record.update({k: v / steps_per_epoch for k, v in _as_floats(sums).items()})
-      if evaluate is not None and "val" in splits and (
-          epoch % config.eval_every_epochs == 0 or step == total_steps):
-        record.update(evaluate_split(evaluate, state, splits["val"], "val_"))
-      record["epoch_time_s"] = seconds
-      record["examples_per_sec"] = (steps_done * config.batch_size * task.batches_per_step
-                                    / max(seconds, 1e-9))
-      _raise_if_nonfinite_eval(record, step, ckpts)
-      progress.clear()
-      shown = {k: record[k] for k in sorted(record, key=_display_order)
-               if k not in ("epoch", "step", "epoch_time_s", "examples_per_sec")}
-      reporting.print_line(reporting.keras_line(epoch, config.num_epochs, steps_per_epoch,
-                                                steps_per_epoch, seconds, shown))
-      writer.write_epoch(record)
-      history.append(record)
-      meta = {"epoch_sums": None, "train_time_s": train_time}
-      saved = epoch % config.checkpoint_every_epochs == 0 or step == total_steps
-      if saved:
-        ckpts.save(step, state, meta)
-      if task.on_epoch_end is not None:
-        task.on_epoch_end(state, history, writer)
-      if preemption.reached(step) and step < total_steps:
-        if not saved:  # a signal during the epoch-end save must not save the same step twice
-          ckpts.save(step, state, meta)
-        logging.info("Process %d saved step %d on preemption", jax.process_index(), step)
-        preempted = True
-        reporting.print_line(f"Preempted: saved step {step} in {workdir}; rerun to resume.")
+    compiled, zero_sums, compile_s = _compile(task, plan, state, feed, splits["train"], config,
+                                              mesh)
+    epoch_sums = meta.get("epoch_sums")
+    while step < plan.total_steps:
+      sums = (parallel.replicate(mesh, {k: np.float32(v) for k, v in epoch_sums.items()})
+              if epoch_sums else zero_sums())
+      resumed_steps = step % plan.steps_per_epoch
+      state, sums, step, whole = _train_epoch(r, compiled, state, sums, feed, step)
+      epoch_sums = None
+      if whole:
+        _end_of_epoch(r, state, sums, step, resumed_steps)
+      if step < plan.total_steps and (not whole or r.preemption.reached(step)):
+        _save_preempted(r, state, step, None if whole else _as_floats(sums))
         break
   finally:
-    if feed is not None:
-      feed.close()
+    feed.close()
     ckpts.close()
-    preemption.close()
-
-  results = {"preempted": preempted, "step": step, "compile_time_s": compile_s,
-             "train_time_s": train_time, "wall_time_s": timer()}
-  if preempted:
-    writer.close()
-    return results
-  if evaluate is not None:
-    for name in ("val", "test"):
-      if name in splits:
-        results[name] = evaluate_split(evaluate, state, splits[name])
-  if history:
-    results["final_epoch"] = history[-1]
-  if task.finish is not None:
-    results.update(task.finish(state, history, results))
+    r.preemption.close()
+  results = {"preempted": step < plan.total_steps, "step": step, "compile_time_s": compile_s,
+             "train_time_s": r.train_time}
+  if not results["preempted"]:
+    _finish(r, state, results)
   results["wall_time_s"] = timer()
-  reporting.write_json(workdir, "results.json", results)
+  if not results["preempted"]:
+    reporting.write_json(workdir, "results.json", results)
   writer.close()
-  results["state"] = state
-  return results
+  return state, results
+
+
+def _train_epoch(r: _Run, compiled, state, sums, feed: _Feed, step: int):
+  """Runs the chunks of the current epoch from `step`; stops early at a preemption.
+
+  Returns (state, sums, step, whether the epoch is complete).
+  """
+  spe = r.plan.steps_per_epoch
+  epoch, epoch_start = step // spe + 1, step // spe * spe
+  t0 = time.perf_counter()
+  for _, stop in epoch_chunks(step - epoch_start, spe, r.plan.chunk):
+    state, sums, bad = compiled(state, feed.next(), jnp.int32(stop), sums)
+    step = epoch_start + stop
+    if r.progress.enabled:
+      jax.block_until_ready(sums)
+      r.progress.update(epoch, r.plan.num_epochs, stop, spe, time.perf_counter() - t0)
+    _raise_if_bad(bad, r.ckpts)
+    if stop < spe and r.preemption.reached(step):
+      return state, sums, step, False
+  jax.block_until_ready(sums)
+  r.epoch_seconds = time.perf_counter() - t0
+  r.train_time += r.epoch_seconds
+  return state, sums, step, True
+
+
+def _end_of_epoch(r: _Run, state, sums, step: int, resumed_steps: int) -> None:
+  """The epoch's record (train metrics, validation, task extras): printed, logged, checkpointed."""
+  c, spe = r.config, r.plan.steps_per_epoch
+  epoch = step // spe
+  record = {"epoch": epoch, "step": step}
+  record.update({k: v / spe for k, v in _as_floats(sums).items()})
+  if "val" in r.splits and r.evaluate is not None and (
+      epoch % c.eval_every_epochs == 0 or step == r.plan.total_steps):
+    record.update(evaluate_split(r.evaluate, state, r.splits["val"], "val_"))
+  record["epoch_time_s"] = r.epoch_seconds
+  record["examples_per_sec"] = ((spe - resumed_steps) * c.batch_size * r.task.batches_per_step
+                                / max(r.epoch_seconds, 1e-9))
+  r.history.append(record)
+  if r.task.on_epoch_end is not None:
+    record.update(r.task.on_epoch_end(state, r.history, r.writer) or {})
+  _raise_if_nonfinite_eval(record, step, r.ckpts)
+  r.progress.clear()
+  shown = {k: v for k, v in sorted(record.items(), key=lambda kv: _display_order(kv[0]))
+           if k not in ("epoch", "step", "epoch_time_s", "examples_per_sec")}
+  reporting.print_line(reporting.keras_line(epoch, c.num_epochs, spe, spe, r.epoch_seconds, shown))
+  r.writer.write_epoch(record)
+  if epoch % c.checkpoint_every_epochs == 0 or step == r.plan.total_steps:
+    _save(r, state, step, None)
+
+
+def _save(r: _Run, state, step: int, epoch_sums: dict | None) -> None:
+  """Saves state and a JSON record: the partial epoch's metric sums, training time, history."""
+  if step != r.saved_step:  # a preemption right after the epoch-end save saves nothing twice
+    r.ckpts.save(step, state, {"epoch_sums": epoch_sums, "train_time_s": r.train_time,
+                               "history": r.history})
+    r.saved_step = step
+
+
+def _save_preempted(r: _Run, state, step: int, epoch_sums: dict | None) -> None:
+  """The one preemption path: save where the run stands, then say how to resume."""
+  _save(r, state, step, epoch_sums)
+  logging.info("Process %d saved step %d on preemption", jax.process_index(), step)
+  r.progress.clear()
+  reporting.print_line(f"Preempted: saved step {step} (epoch {step // r.plan.steps_per_epoch + 1}"
+                       f") in {r.workdir}; rerun the same command to resume.")
+
+
+def _finish(r: _Run, state, results: dict) -> None:
+  """After the last epoch: evaluation on 'val' and 'test', and the task's own results."""
+  if r.evaluate is not None:
+    for name in ("val", "test"):
+      if name in r.splits:
+        results[name] = evaluate_split(r.evaluate, state, r.splits[name])
+  if r.history:
+    results["final_epoch"] = r.history[-1]
+  if r.task.finish is not None:
+    results.update(r.task.finish(state, r.history, results))
 
 
 def _display_order(key: str) -> tuple:

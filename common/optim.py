@@ -1,43 +1,8 @@
-"""Optimizers from a config block, all optax: one builder for the CNN and for each GAN player."""
+"""Optimizers from a config block (its keys: common.keys.optimizer), all optax: one builder for
+the CNN and for each GAN player."""
 
 import ml_collections
 import optax
-
-from common import config as cfg
-
-NAMES = ("adam", "adamw", "adadelta", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine", "onecycle")
-
-
-def default(name: str = "adam", learning_rate: float = 1e-3, **overrides) -> ml_collections.ConfigDict:
-  """Every optimizer key, so that any of them can be overridden from the command line."""
-  c = ml_collections.ConfigDict(dict(
-      name=name, learning_rate=learning_rate,
-      b1=0.9, b2=0.999,       # adam, adamw
-      eps=1e-8,               # adam, adamw, adadelta, rmsprop
-      rho=0.9,                # adadelta and rmsprop decay of the squared-gradient average
-      momentum=0.0,           # sgd, rmsprop
-      weight_decay=0.0,       # adamw (decoupled)
-      schedule="constant",    # or cosine decay, or onecycle (warmup then cosine)
-      warmup_fraction=0.0,    # onecycle: fraction of training spent warming up
-  ))
-  c.update(overrides)
-  return c
-
-
-def rules(prefix: str) -> dict[str, cfg.Rule]:
-  return {
-      f"{prefix}.name": cfg.choice(*NAMES),
-      f"{prefix}.learning_rate": cfg.number(0.0, open_lo=True),
-      f"{prefix}.b1": cfg.number(0.0, 1.0, open_hi=True),
-      f"{prefix}.b2": cfg.number(0.0, 1.0, open_hi=True),
-      f"{prefix}.eps": cfg.number(0.0),
-      f"{prefix}.rho": cfg.number(0.0, 1.0, open_hi=True),
-      f"{prefix}.momentum": cfg.number(0.0, 1.0, open_hi=True),
-      f"{prefix}.weight_decay": cfg.number(0.0),
-      f"{prefix}.schedule": cfg.choice(*SCHEDULES),
-      f"{prefix}.warmup_fraction": cfg.number(0.0, 1.0, open_hi=True),
-  }
 
 
 def learning_rate(c: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from common.config import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -35,7 +37,7 @@ def check_batch(global_batch: int, mesh: Mesh, what: str = "batch_size") -> int:
   """Returns the per-device batch, or stops with a clear error if devices don't divide the batch."""
   n = mesh.size
   if global_batch % n:
-    raise ValueError(
+    raise ConfigError(
         f"config.{what}={global_batch} is not divisible by the {n} devices of the mesh; "
         f"choose a multiple of {n} (e.g. {max(n, global_batch // n * n)}).")
   return global_batch // n

@@ -108,6 +108,12 @@ class Writer:
       self._tb.close()
 
 
+def read_json(workdir: str, name: str) -> dict | None:
+  """A JSON file of the workdir, or None if there is none."""
+  path = epath.Path(workdir) / name
+  return json.loads(path.read_text()) if path.exists() else None
+
+
 def write_json(workdir: str, name: str, obj: dict) -> None:
   if not is_writer():
     return

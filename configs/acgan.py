@@ -12,7 +12,7 @@ Batch 100, Adam 2e-4, beta1 0.5, auxiliary loss weight 1 (for G; for D, as the K
 """
 
 from configs import gan_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
@@ -37,8 +37,8 @@ def get_config(preset: str = ""):
   c.loss.aux_weight_fake = 0.0
   c.loss.aux_weight_g = 1.0
   c.loss.label_smoothing = 0.05
-  c.g_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
-  c.d_optimizer = optim.default("adam", learning_rate=2e-4, b1=0.5)
+  c.g_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
+  c.d_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
   c.batch_size = 100
   c.num_epochs = 50
   if preset == "cpu":

@@ -7,7 +7,7 @@ Target: >= 99.3% MNIST test accuracy (Keras's mnist_convnet example reports abou
 """
 
 from configs import cnn_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
@@ -18,8 +18,8 @@ def get_config(preset: str = ""):
   c.model.hidden = 256
   c.model.dropout = 0.5
   c.augment_shift = 2
-  c.optimizer = optim.default("adam", learning_rate=2e-3, schedule="onecycle",
-                              warmup_fraction=0.1)
+  c.optimizer.update(keys.optimizer_values("adam", learning_rate=2e-3, schedule="onecycle",
+                                                warmup_fraction=0.1))
   c.batch_size = 128
   c.num_epochs = 12
   if preset == "cpu":

@@ -7,7 +7,7 @@ as the 2-D models, with 1-D kernels.
 """
 
 from configs import cnn_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
@@ -15,12 +15,11 @@ def get_config(preset: str = ""):
   c.name = "cnn1d"
   c.dataset = "mnist1d"
   c.model.name = "vgg"
-  c.model.ndim = 1
   c.model.widths = (32, 64)
   c.model.hidden = 128
   c.model.dropout = 0.3
-  c.optimizer = optim.default("adam", learning_rate=3e-3, schedule="onecycle",
-                              warmup_fraction=0.1)
+  c.optimizer.update(keys.optimizer_values("adam", learning_rate=3e-3, schedule="onecycle",
+                                                warmup_fraction=0.1))
   c.batch_size = 100
   c.eval_batch_size = 500
   c.num_epochs = 100

@@ -2,19 +2,15 @@
 
 import ml_collections
 
-from common import loop
-from common import optim
+from cnn import keys
+
 
 PRESETS = ("", "cpu", "test")
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = loop.base_config()
-  c.model = ml_collections.ConfigDict(dict(
-      name="seed", widths=(32, 64), hidden=128, dropout=0.5, ndim=2))
-  c.optimizer = optim.default()
-  c.augment_shift = 0   # random translations of up to this many pixels while training
-  return c
+  """Every key at its default (cnn/keys.py declares each one)."""
+  return keys.get_config()
 
 
 def finish(c: ml_collections.ConfigDict, preset: str) -> ml_collections.ConfigDict:

@@ -7,14 +7,15 @@ Course result: test loss 0.1569, test accuracy 0.9723.
 """
 
 from configs import cnn_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
   c = cnn_base.get_config()
   c.name = "cnn_seed"
   c.model.name = "seed"
-  c.optimizer = optim.default("adadelta", learning_rate=1.0, rho=0.95, eps=1e-7)  # Keras defaults
+  # Keras's Adadelta defaults.
+  c.optimizer.update(keys.optimizer_values("adadelta", learning_rate=1.0, rho=0.95, eps=1e-7))
   c.batch_size = 128
   c.num_epochs = 50
   c.validation_split = 0.2

@@ -5,7 +5,7 @@
 """
 
 from configs import gan_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
@@ -19,8 +19,8 @@ def get_config(preset: str = ""):
   c.loss.clip = 0.01
   c.d_steps = 5
   # PyTorch's RMSprop defaults, as in the authors' code: alpha 0.99, eps 1e-8.
-  c.g_optimizer = optim.default("rmsprop", learning_rate=5e-5, rho=0.99, eps=1e-8)
-  c.d_optimizer = optim.default("rmsprop", learning_rate=5e-5, rho=0.99, eps=1e-8)
+  for player in (c.g_optimizer, c.d_optimizer):
+    player.update(keys.optimizer_values("rmsprop", learning_rate=5e-5, rho=0.99, eps=1e-8))
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":

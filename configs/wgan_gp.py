@@ -5,7 +5,7 @@
 """
 
 from configs import gan_base
-from common import optim
+from common import keys
 
 
 def get_config(preset: str = ""):
@@ -18,8 +18,8 @@ def get_config(preset: str = ""):
   c.loss.g = "wasserstein"
   c.loss.gp_weight = 10.0
   c.d_steps = 5
-  c.g_optimizer = optim.default("adam", learning_rate=1e-4, b1=0.5, b2=0.9)
-  c.d_optimizer = optim.default("adam", learning_rate=1e-4, b1=0.5, b2=0.9)
+  c.g_optimizer.update(keys.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
+  c.d_optimizer.update(keys.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":

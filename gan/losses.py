@@ -9,14 +9,12 @@ so the generator minimizes E[log(1 - D(G(z)))]; log(1 - sigmoid(l)) = -softplus(
 import jax
 import jax.numpy as jnp
 import optax
-
-D_LOSSES = ("minimax", "wasserstein")
-G_LOSSES = ("minimax", "non_saturating", "wasserstein")
+from optax import projections
 
 
 def bce(logits: jax.Array, target: float) -> jax.Array:
   """Binary cross-entropy against a constant target in [0, 1], per example."""
-  return target * jax.nn.softplus(-logits) + (1.0 - target) * jax.nn.softplus(logits)
+  return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target))
 
 
 def d_minimax(real: jax.Array, fake: jax.Array, real_target: float = 1.0) -> jax.Array:
@@ -62,4 +60,8 @@ def aux_cross_entropy(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def clip_weights(params, c: float):
   """WGAN's weight clipping: every critic parameter into [-c, c]."""
-  return jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
+  return projections.projection_box(params, -c, c)
+
+
+G_LOSSES = {"minimax": g_minimax, "non_saturating": g_non_saturating,
+            "wasserstein": g_wasserstein}  # gan.keys.G_LOSSES names them

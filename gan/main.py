@@ -1,7 +1,11 @@
-"""Trains a GAN variant: python -m gan.main --config=configs/acgan.py [--workdir=DIR]."""
+"""Trains a GAN variant: python -m gan.main --config=configs/acgan.py [--workdir=DIR].
+
+--keys lists every config key with its value, default and description.
+"""
 
 from common import cli
+from gan import keys
 from gan import train
 
 if __name__ == "__main__":
-  cli.run(train.train_and_evaluate)
+  cli.run(train.train_and_evaluate, keys.KEYS)

@@ -2,7 +2,9 @@
 
 A `Generator` maps z [B, Z] and labels [B] to images [B, H, W, C] in [-1, 1]; a `Discriminator`
 maps images (and labels) to {'logit': [B], 'class_logits': [B, K] or None}. The families differ only
-in their `Sequential` bodies, built by the functions below from `config.model`.
+in their `Sequential` bodies, built by the functions below from `config.model` and the dataset's
+image shape and class count; `build` refuses a shape an architecture has no layout for, before
+anything is compiled.
 """
 
 import jax
@@ -10,16 +12,12 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from common.config import ConfigError
 from common.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Flatten,
                            LayerNorm, Reshape, Sequential, UpSample)
 
-ARCHS = ("mlp", "dcgan", "keras_acgan")
-# How a conditional model sees the label: the generator concatenates a one-hot vector to z
-# ('concat') or multiplies z by a learned class embedding ('multiply', the Keras ACGAN); the
-# discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its input.
-CONDITIONING = ("none", "concat", "multiply")
-NORMS = ("batch", "layer", "none")
-INITS = ("default", "dcgan", "he")
+# A conditional discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its
+# input; gan.keys.CONDITIONING says how the generator sees the label.
 
 
 def _init(name: str):
@@ -77,23 +75,23 @@ class Discriminator(nnx.Module):
             "class_logits": None if self.aux is None else self.aux(features).astype(jnp.float32)}
 
 
-def _mlp(m, shape, zin, dtype, rngs):
+def _mlp(m, shape, k, zin, dtype, rngs):
   size = shape[0] * shape[1] * shape[2]
   w, dw, leaky = m.g_width, m.d_width, "leaky_relu"
   g = Sequential(Dense(zin, w, leaky, dtype=dtype, rngs=rngs),
                  Dense(w, 2 * w, leaky, dtype=dtype, rngs=rngs),
                  Dense(2 * w, 4 * w, leaky, dtype=dtype, rngs=rngs),
                  Dense(4 * w, size, "tanh", dtype=dtype, rngs=rngs), Reshape(shape))
-  din = size + (m.num_classes if m.d_conditional else 0)
+  din = size + (k if m.d_conditional else 0)
   d = Sequential(Dense(din, 2 * dw, leaky, dtype=dtype, rngs=rngs),
                  Dropout(m.d_dropout), Dense(2 * dw, dw, leaky, dtype=dtype, rngs=rngs),
                  Dropout(m.d_dropout))
   return g, d, dw
 
 
-def _dcgan(m, shape, zin, dtype, rngs):
+def _dcgan(m, shape, k, zin, dtype, rngs):
   """Radford et al.: strided transposed convs with batch norm in G; strided convs in D."""
-  ups = 2 if shape[0] == 28 else 3
+  ups = dcgan_stages(shape)
   base = shape[0] // 2 ** ups
   init = _init(m.init)
   widths = [m.g_width * 2 ** i for i in reversed(range(ups))]  # e.g. (128, 64) for 28x28
@@ -105,7 +103,7 @@ def _dcgan(m, shape, zin, dtype, rngs):
                  BatchNorm(cout, dtype=dtype, rngs=rngs), Activation("relu")]
   g_layers.append(ConvTranspose(widths[-1], shape[2], (4, 4), 2, activation="tanh", dtype=dtype,
                                 kernel_init=init, rngs=rngs))
-  cin = shape[2] + (m.num_classes if m.d_conditional else 0)
+  cin = shape[2] + (k if m.d_conditional else 0)
   d_layers, size = [], shape[0]
   for i in range(ups):
     cout = m.d_width * 2 ** i
@@ -118,7 +116,7 @@ def _dcgan(m, shape, zin, dtype, rngs):
   return Sequential(*g_layers), Sequential(*d_layers), size * size * cin
 
 
-def _keras_acgan(m, shape, zin, dtype, rngs):
+def _keras_acgan(m, shape, k, zin, dtype, rngs):
   """The Keras MNIST ACGAN (the course's model); widths scale with g_width and d_width."""
   base = shape[0] // 4
   w = m.g_width
@@ -137,7 +135,7 @@ def _keras_acgan(m, shape, zin, dtype, rngs):
            kernel_init=conv_init, rngs=rngs),
       Conv(w, shape[2], (2, 2), padding="SAME", activation="tanh", dtype=dtype,
            kernel_init=conv_init, rngs=rngs))
-  cin = shape[2] + (m.num_classes if m.d_conditional else 0)
+  cin = shape[2] + (k if m.d_conditional else 0)
   d_layers, size = [], shape[0]
   for i, stride in enumerate((2, 1, 2, 1)):
     cout = m.d_width * 2 ** i
@@ -149,14 +147,41 @@ def _keras_acgan(m, shape, zin, dtype, rngs):
   return g, Sequential(*d_layers), size * size * cin
 
 
-def build(m: ml_collections.ConfigDict, image_shape: tuple[int, int, int], dtype,
+def dcgan_stages(shape: tuple[int, ...]) -> int:
+  """Stride-2 stages from DCGAN's small start to `shape`: halve the side while it is even and
+  above 4 (28 -> 14 -> 7: 2 stages; 32 -> 16 -> 8 -> 4: 3)."""
+  side, stages = shape[0], 0
+  while side % 2 == 0 and side > 4:
+    side, stages = side // 2, stages + 1
+  return stages
+
+
+# For each architecture: its body builder, and which image shapes it has a layout for.
+ARCHITECTURES = {
+    "mlp": (_mlp, lambda s: len(s) == 3, "any image shape"),
+    "dcgan": (_dcgan, lambda s: len(s) == 3 and s[0] == s[1] and dcgan_stages(s) > 0,
+              "square images with an even side (e.g. 28x28, 32x32, 64x64)"),
+    "keras_acgan": (_keras_acgan, lambda s: len(s) == 3 and s[0] == s[1] and s[0] % 4 == 0,
+                    "square images whose side is a multiple of 4 (e.g. 28x28, 32x32)"),
+}
+
+
+def build(m: ml_collections.ConfigDict, image_shape: tuple[int, ...], num_classes: int, dtype,
           key) -> tuple[Generator, Discriminator]:
-  """G and D for config.model on images of image_shape (H, W, C)."""
+  """G and D for config.model on images of image_shape (H, W, C) in num_classes classes."""
+  body, supports, supported = ARCHITECTURES[m.arch]
+  shape = tuple(image_shape)
+  if not supports(shape):
+    raise ConfigError(f"config.model.arch={m.arch!r} has no layout for {shape} examples; it "
+                      f"supports {supported}. Choose another config.model.arch.")
   rngs = nnx.Rngs(params=key)
-  zin = m.latent_dim + (m.num_classes if m.conditioning == "concat" else 0)
-  g_body, d_body, features = {"mlp": _mlp, "dcgan": _dcgan, "keras_acgan": _keras_acgan}[m.arch](
-      m, tuple(image_shape), zin, dtype, rngs)
-  g = Generator(g_body, m.latent_dim, m.num_classes, m.conditioning, rngs=rngs)
-  d = Discriminator(d_body, features, m.num_classes, m.d_conditional, m.aux_classifier,
+  zin = m.latent_dim + (num_classes if m.conditioning == "concat" else 0)
+  g_body, d_body, features = body(m, shape, num_classes, zin, dtype, rngs)
+  g = Generator(g_body, m.latent_dim, num_classes, m.conditioning, rngs=rngs)
+  d = Discriminator(d_body, features, num_classes, m.d_conditional, m.aux_classifier,
                     flat_input=m.arch == "mlp", dtype=dtype, rngs=rngs)
+  out = jax.eval_shape(lambda: g(jnp.zeros((1, m.latent_dim)), jnp.zeros((1,), jnp.int32)))
+  if out.shape[1:] != shape:  # a layout bug, never the user's: say so before any compile
+    raise ConfigError(f"config.model.arch={m.arch!r} builds {out.shape[1:]} images for "
+                      f"{shape} data; this shape is not supported.")
   return g, d

@@ -171,26 +171,6 @@ def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
   assert r.returncode != 0 and "Error: No GAN run in" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_frechet_distance_and_classifier_score():
-  rng = np.random.RandomState(0)
-  a, b = rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8)) + 1.0
-  assert evaluate.frechet_distance(a, a) < 1e-6
-  assert np.isclose(evaluate.frechet_distance(a, b), 8.0, rtol=0.15)
-  # Against the textbook formula with scipy's sqrtm, on correlated features.
-  import scipy.linalg  # pylint: disable=g-import-not-at-top
-  c, d = a @ rng.normal(size=(8, 8)), b @ rng.normal(size=(8, 8))
-  s_c, s_d = np.cov(c, rowvar=False), np.cov(d, rowvar=False)
-  textbook = (np.sum((c.mean(0) - d.mean(0)) ** 2) + np.trace(s_c + s_d)
-              - 2 * np.trace(scipy.linalg.sqrtm(s_c @ s_d).real))
-  assert np.isclose(evaluate.frechet_distance(c, d), textbook, rtol=1e-8)
-  # A feature that never fires (singular covariances) adds nothing and breaks nothing.
-  dead = lambda x: np.concatenate([x, np.zeros((len(x), 1))], 1)  # pylint: disable=g-long-lambda
-  assert np.isclose(evaluate.frechet_distance(dead(c), dead(d)), textbook, rtol=1e-8)
-  onehot = np.eye(10)[np.arange(1000) % 10]
-  assert np.isclose(evaluate.classifier_score(onehot), 10.0, rtol=1e-3)
-  assert np.isclose(evaluate.classifier_score(np.full((100, 10), 0.1)), 1.0)
-
-
 def test_evaluate_with_a_trained_classifier(acgan_run, tmp_path):
   from cnn import train as cnn_train  # pylint: disable=g-import-not-at-top
   clf = tmp_path / "clf"

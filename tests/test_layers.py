@@ -10,14 +10,35 @@ from cnn import models
 
 
 def test_course_1d_convolution_and_pooling_example():
-  series = jnp.array([1.2, 0.9, -0.8, 0.7, 1.5, -1.3, -1.0, 0.7, 1.3, 1.4])
-  conv = nnx.Conv(1, 1, (3,), padding="VALID", use_bias=False, rngs=nnx.Rngs(0))
-  conv.kernel[...] = jnp.array([1.0, 2.0, 1.0]).reshape(3, 1, 1)
-  out = conv(series.reshape(1, 10, 1))[0, :, 0]
-  np.testing.assert_allclose(out, [2.2, 0.0, 2.1, 2.4, -2.1, -2.6, 1.7, 4.7], atol=1e-6)
-  # Two zeros of padding at each end, then the maximum of each window of three.
-  padded = jnp.pad(out, (2, 2)).reshape(1, 12, 1)
-  np.testing.assert_allclose(layers.max_pool(padded, 3)[0, :, 0], [2.2, 2.4, 1.7, 4.7], atol=1e-6)
+  # The lecture pads the SERIES with two zeros at each end:
+  #   0 0 1,2 0,9 -0,8 0,7 1,5 -1,3 -1,0 0,7 1,3 1,4 0 0
+  # then convolves it with the filter (1, 2, 1) and keeps the maximum of each three outputs.
+  series = jnp.array([1.2, 0.9, -0.8, 0.7, 1.5, -1.3, -1.0, 0.7, 1.3, 1.4]).reshape(1, 10, 1)
+  conv = layers.Conv(1, 1, (3,), padding=((2, 2),), rngs=nnx.Rngs(0))
+  conv.conv.kernel[...] = jnp.array([1.0, 2.0, 1.0]).reshape(3, 1, 1)
+  conv.conv.bias[...] = jnp.zeros(1)
+  out = conv(series)
+  np.testing.assert_allclose(out[0, :, 0], [
+      1.2,   # 0 + 2*0 + 1.2
+      3.3,   # 0 + 2*1.2 + 0.9
+      2.2,   # 1.2 + 2*0.9 - 0.8
+      0.0,   # 0.9 - 2*0.8 + 0.7
+      2.1,   # -0.8 + 2*0.7 + 1.5
+      2.4,   # 0.7 + 2*1.5 - 1.3
+      -2.1,  # 1.5 - 2*1.3 - 1.0
+      -2.6,  # -1.3 - 2*1.0 + 0.7
+      1.7,   # -1.0 + 2*0.7 + 1.3
+      4.7,   # 0.7 + 2*1.3 + 1.4
+      4.1,   # 1.3 + 2*1.4 + 0
+      1.4,   # 1.4 + 2*0 + 0
+  ], atol=1e-6)
+  pooled = layers.MaxPool(3, ndim=1)(out)
+  np.testing.assert_allclose(pooled[0, :, 0], [
+      3.3,  # max(1.2, 3.3, 2.2)
+      2.4,  # max(0.0, 2.1, 2.4)
+      1.7,  # max(-2.1, -2.6, 1.7)
+      4.7,  # max(4.7, 4.1, 1.4)
+  ], atol=1e-6)
 
 
 def test_course_2x2_max_pool_example():

@@ -1,0 +1,67 @@
+"""The config keys `common` owns: the run, the data, the loop, and an optimizer block.
+
+Imports only common.config (no JAX), so config files can build on these.
+"""
+
+from common.config import TEXT, Key, choice, integer, number
+
+OPTIMIZERS = ("adam", "adamw", "adadelta", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+RUN = {
+    "name": Key("run", TEXT, "the run's name; the workdir defaults to runs/<name>"),
+    "seed": Key(0, integer(0), "seed of the run's key: init, shuffles and every step's key"),
+    "dataset": Key("mnist", TEXT, "a TFDS image dataset name (e.g. fashion_mnist, cifar10, "
+                   "emnist/balanced) or mnist1d"),
+    "data_dir": Key("", TEXT, "TFDS data_dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets",
+                    resumable=True),
+    "manual_dir": Key("", TEXT, "folder of the dataset's original files for offline preparation; "
+                      "default $TFDS_MANUAL_DIR", resumable=True),
+    "validation_split": Key(0.0, number(0.0, 1.0, open_hi=True),
+                            "last fraction of the training split held out, as Keras does"),
+    "train_examples": Key(0, integer(0), "use only the first N training examples (0: all)"),
+    "data_placement": Key("auto", choice("auto", "device", "host"),
+                          "training split on the devices, streamed from the host, or by size",
+                          resumable=True),
+    "batch_size": Key(128, integer(1), "global batch, split over every device"),
+    "eval_batch_size": Key(1000, integer(1), "global batch for evaluation passes"),
+    "num_epochs": Key(1, integer(1), "epochs to train", resumable=True),
+    "steps_per_call": Key(0, integer(0), "steps per host round trip; 0: a whole epoch (1/30 of "
+                          "one on a terminal)", resumable=True),
+    "eval_every_epochs": Key(1, integer(1), "epochs between evaluations", resumable=True),
+    "checkpoint_every_epochs": Key(1, integer(1), "epochs between checkpoints", resumable=True),
+    "max_checkpoints": Key(3, integer(1), "checkpoints kept", resumable=True),
+    "dtype": Key("float32", choice("float32", "bfloat16"),
+                 "compute dtype; parameters and optimizer state stay float32"),
+    "progress_bar": Key("auto", choice("auto", "on", "off"), "progress bar inside epochs",
+                        resumable=True),
+}
+
+
+OPTIMIZER_DEFAULTS = dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, rho=0.9,
+                          momentum=0.0, weight_decay=0.0, schedule="constant", warmup_fraction=0.0)
+
+
+def optimizer_values(name: str = "adam", learning_rate: float = 1e-3, **values) -> dict:
+  """A whole optimizer block: OPTIMIZER_DEFAULTS with these values, for `c.optimizer.update()`."""
+  return dict(OPTIMIZER_DEFAULTS, name=name, learning_rate=learning_rate, **values)
+
+
+def optimizer(prefix: str, name: str = "adam", learning_rate: float = 1e-3, **values) -> dict:
+  """The keys of one optax optimizer block under `prefix` (e.g. 'optimizer', 'g_optimizer')."""
+  d = optimizer_values(name, learning_rate, **values)
+  unit = number(0.0, 1.0, open_hi=True)
+  keys = {
+      "name": Key(d["name"], choice(*OPTIMIZERS), "optax optimizer"),
+      "learning_rate": Key(d["learning_rate"], number(0.0, open_lo=True), "peak learning rate"),
+      "b1": Key(d["b1"], unit, "adam, adamw: first-moment decay"),
+      "b2": Key(d["b2"], unit, "adam, adamw: second-moment decay"),
+      "eps": Key(d["eps"], number(0.0), "adam, adamw, adadelta, rmsprop: epsilon"),
+      "rho": Key(d["rho"], unit, "adadelta, rmsprop: squared-gradient decay"),
+      "momentum": Key(d["momentum"], unit, "sgd, rmsprop: momentum (0: none)"),
+      "weight_decay": Key(d["weight_decay"], number(0.0), "adamw: decoupled weight decay"),
+      "schedule": Key(d["schedule"], choice(*SCHEDULES),
+                      "constant, cosine decay, or onecycle (warmup then cosine)"),
+      "warmup_fraction": Key(d["warmup_fraction"], unit, "onecycle: fraction spent warming up"),
+  }
+  return {f"{prefix}.{k}": v for k, v in keys.items()}

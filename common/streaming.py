@@ -1,0 +1,126 @@
+"""A training split too big for device memory, streamed from the host (config.data_placement).
+
+The same shards as on device (`shards.DeviceSplit`), kept in host memory; the same permutation;
+each chunk of steps' batches gathered on the host and placed on device by a background thread
+ahead of use, so the compiled step sees exactly the batches the on-device path would give it.
+"""
+
+import dataclasses
+import queue
+import threading
+from typing import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from common import parallel
+from common import shards
+from common.datasets import DataError, HostSplit
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSplit(shards.Shards):
+  """A training split kept in host memory, in the shard layout `to_device` would give it.
+
+  Arrays hold this process's shards only; `shard_ids` are their global indices, so the
+  permutation of every shard is the one the on-device path draws from the same key.
+  """
+  images: np.ndarray   # [S_local, n, ...]
+  labels: np.ndarray   # [S_local, n]
+  shard_ids: np.ndarray  # [S_local] global shard index of each local row
+  num_shards: int      # S, over every process
+  num_examples: int
+
+
+def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int,
+                  per_shard_batch: int) -> dict[str, jax.Array]:
+  """Batches `start .. start+num_batches` of a streamed chunk: rows [S, K*b, ...] -> [k, S*b, ...]."""
+  take = num_batches * per_shard_batch
+  return {name: shards.shard_rows_to_batches(
+      jax.lax.dynamic_slice_in_dim(a, start * per_shard_batch, take, axis=1),
+      num_batches, per_shard_batch) for name, a in rows.items()}
+
+
+def to_host_shards(mesh: Mesh, split: HostSplit) -> StreamedSplit:
+  """A training split in to_device's shard layout, left in host memory for streaming."""
+  n_local_devices = len(mesh.local_devices)
+  per_shard = len(split.labels) // n_local_devices
+  if per_shard == 0:
+    raise DataError(f"{len(split.labels)} examples can't be split over {n_local_devices} devices.")
+  keep = per_shard * n_local_devices
+  index_map = parallel.sharded(mesh).addressable_devices_indices_map((mesh.size,))
+  shard_ids = np.array(sorted(ix[0].start or 0 for ix in index_map.values()))
+  return StreamedSplit(
+      split.images[:keep].reshape((n_local_devices, per_shard) + split.images.shape[1:]),
+      split.labels[:keep].reshape((n_local_devices, per_shard)), shard_ids, mesh.size,
+      keep * jax.process_count())
+
+
+def stream_chunks(mesh: Mesh, split: StreamedSplit, shuffle_key: jax.Array,
+                  chunks: Iterator[tuple[int, int, int]], chunk_steps: int, batches_per_step: int,
+                  per_shard_batch: int) -> Iterator[dict[str, jax.Array]]:
+  """Device arrays for each (epoch, start, stop) chunk: rows [S, chunk_steps*k*b, ...].
+
+  Steps `start .. stop` of the epoch, in the order `gather_batches` takes them from the same
+  permutation; chunks shorter than chunk_steps are padded, so one compiled program serves all.
+  """
+  per_step = batches_per_step * per_shard_batch
+  perm, perm_epoch = None, None
+  rows = np.arange(len(split.shard_ids))[:, None]
+  for epoch, start, stop in chunks:
+    if epoch != perm_epoch:
+      perm = np.asarray(shards.epoch_permutation(jax.random.fold_in(shuffle_key, epoch),
+                                          split.num_shards, split.per_shard))[split.shard_ids]
+      perm_epoch = epoch
+    idx = perm[:, start * per_step:stop * per_step]                     # [S_local, m*k*b]
+    out = {}
+    for name, a in (("image", split.images), ("label", split.labels)):
+      x = np.zeros((len(rows), chunk_steps * per_step) + a.shape[2:], a.dtype)
+      x[:, :idx.shape[1]] = a[rows, idx]
+      out[name] = parallel.global_array(mesh, x, (split.num_shards,) + x.shape[1:])
+    yield out
+
+
+class Prefetch:
+  """Runs an iterator in a background thread, `depth` items ahead, so the device never waits."""
+
+  def __init__(self, iterator: Iterator, depth: int = 2):
+    self._queue = queue.Queue(maxsize=depth)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(iterator,), daemon=True)
+    self._thread.start()
+
+  def _fill(self, iterator):
+    try:
+      for item in iterator:
+        while not self._stop.is_set():
+          try:
+            self._queue.put(("item", item), timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+      self._queue.put(("end", None))
+    except Exception as e:  # pylint: disable=broad-except
+      self._queue.put(("error", e))  # re-raised in the consumer's thread
+
+  def __next__(self):
+    kind, item = self._queue.get()
+    if kind == "error":
+      raise item
+    if kind == "end":
+      raise StopIteration
+    return item
+
+  def __iter__(self):
+    return self
+
+  def close(self) -> None:
+    self._stop.set()
+    while self._thread.is_alive():
+      try:
+        self._queue.get(timeout=0.1)
+      except queue.Empty:
+        pass

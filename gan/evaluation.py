@@ -1,0 +1,132 @@
+"""GAN evaluation with this project's own classifier: a `cnn` run on the same dataset.
+
+    python -m gan.evaluate --workdir=runs/acgan [--classifier_workdir=runs/cnn] [--num=10000]
+
+Every metric is computed on the classifier's features (its penultimate layer) or predictions,
+for the generator's samples against the test split, and beside it the same metric for real
+training images against the test split (`real`): how far from real the model is.
+  fid                   Frechet distance of features
+  classifier_score      exp E[KL(p(y|x) || p(y))], the Inception-score analogue
+  precision, recall     improved precision and recall (k = 3)
+  density, coverage     Naeem et al. 2020 (k = 5)
+  class_histogram       fraction of samples predicted as each class (mode coverage)
+  conditional_accuracy  conditional models: samples classified as the class they were drawn for
+  intra_class_fd        conditional models: mean over classes of the per-class FD
+The protocol (classifier, sample counts, reference split, seed, generator weights and step) is
+recorded with the numbers.
+"""
+
+import hashlib
+
+import jax
+import numpy as np
+
+from common import datasets
+from common import reporting
+from common import runs
+from common import shards
+from cnn import train as cnn_train
+from gan import keys
+from gan import metrics
+from gan import players as players_lib
+
+MIN_SAMPLES = 10  # k-NN metrics need more samples than k; FD needs a covariance
+
+
+def make_classify(model, batch: int = 1000):
+  """uint8 images [N, ...] -> (features [N, F], probabilities [N, K]) from the classifier."""
+
+  @jax.jit
+  def apply(images):
+    x = shards.to_float(images)
+    for layer in model.layers[:-1]:
+      x = layer(x, train=False)
+    return x, jax.nn.softmax(model.layers[-1](x, train=False).astype(np.float32))
+
+  def classify(images: np.ndarray):
+    feats, probs = [], []
+    for i in range(0, len(images), batch):
+      f, p = apply(images[i:i + batch])
+      feats.append(np.asarray(f))
+      probs.append(np.asarray(p))
+    return np.concatenate(feats), np.concatenate(probs)
+
+  return classify
+
+
+def load_classifier(workdir: str, info: datasets.DatasetInfo, mesh):
+  """(classify, protocol entries) of the classifier in workdir, checked against the dataset."""
+  run, model = cnn_train.restore_classifier(workdir, mesh)
+  if (run.info.name, run.info.shape) != (info.name, info.shape):
+    raise runs.RunError(f"The classifier in {workdir} was trained on {run.info.name} "
+                        f"{run.info.shape}, not {info.name} {info.shape}; pass a classifier of "
+                        "this dataset with --classifier_workdir.")
+  leaves = jax.tree.leaves(jax.device_get(run.state.params))
+  digest = hashlib.sha1(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest()[:12]
+  saved = reporting.read_json(workdir, "results.json") or {}
+  protocol = {"classifier_workdir": workdir, "classifier_step": run.step,
+              "classifier_fingerprint": digest,
+              "classifier_test_accuracy": saved.get("test", {}).get("accuracy")}
+  return make_classify(model), protocol
+
+
+def feature_metrics(feats, probs, labels, ref_feats, ref_labels, num_classes: int,
+                    conditional: bool) -> dict:
+  """Every metric of one sample set against the reference (test) set."""
+  predicted = probs.argmax(-1)
+  precision, recall = metrics.precision_recall(ref_feats, feats)
+  density, coverage = metrics.density_coverage(ref_feats, feats)
+  out = {"fid": metrics.frechet_distance(feats, ref_feats),
+         "classifier_score": metrics.classifier_score(probs),
+         "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+         "class_histogram": (np.bincount(predicted, minlength=num_classes) / len(predicted))
+                            .round(4).tolist()}
+  if conditional:
+    out["conditional_accuracy"] = float(np.mean(predicted == labels))
+    per_class, out["intra_class_fd"] = metrics.intra_class_fd(feats, labels, ref_feats,
+                                                              ref_labels, num_classes)
+    out["intra_class_fd_per_class"] = [round(v, 4) for v in per_class]
+  return out
+
+
+def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
+             classifier_workdir: str | None = None, num: int | None = None,
+             seed: int | None = None, step: int | None = None) -> dict:
+  """All metrics for the generator in `state`, with real-data references and the protocol."""
+  num = config.eval_samples if num is None else num
+  if num < MIN_SAMPLES:
+    raise runs.RunError(f"--num={num} samples are too few to evaluate; use at least "
+                        f"{MIN_SAMPLES} (10000 is the usual count).")
+  classify, protocol = load_classifier(classifier_workdir or config.classifier_workdir, info,
+                                       mesh)
+  _, host = datasets.load_host(config)
+  test, train = host["test"], host["train"]
+  ref_feats, _ = classify(test.images[:num])
+  seed = config.seed + 2 if seed is None else seed
+  images, labels = players_lib.generate(config, players, state, num, jax.random.PRNGKey(seed))
+  conditional = keys.conditional(config)
+  out = feature_metrics(*classify(images), labels, ref_feats, test.labels[:num],
+                        info.num_classes, conditional)
+  real_feats, real_probs = classify(train.images[:num])
+  out["real"] = feature_metrics(real_feats, real_probs, train.labels[:num], ref_feats,
+                                test.labels[:num], info.num_classes, conditional)
+  out["protocol"] = dict(protocol, num_samples=num, reference="test",
+                         num_reference=int(min(num, len(test.labels))),
+                         num_real=int(min(num, len(train.labels))), sampling_seed=seed,
+                         generator="ema" if "g_ema" in state.model_state else "online",
+                         step=int(state.step) if step is None else step)
+  _report(out)
+  return out
+
+
+def _report(out: dict) -> None:
+  """One line per metric: the samples' value beside real images' value."""
+  lines = [f"Evaluation, {out['protocol']['num_samples']} samples against the test split "
+           f"(classifier {out['protocol']['classifier_workdir']}):"]
+  for k, v in out.items():
+    if isinstance(v, float):
+      lines.append(f"  {k:22s} {v:10.4f}   real images: {out['real'][k]:.4f}")
+  reporting.print_line("\n".join(lines))
+  if max(out["class_histogram"]) > 0.5:
+    reporting.print_line("Warning: mode collapse: over half of the samples are classified as one "
+                         "class.")
