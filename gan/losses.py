@@ -9,7 +9,6 @@ so the generator minimizes E[log(1 - D(G(z)))]; log(1 - sigmoid(l)) = -softplus(
 import jax
 import jax.numpy as jnp
 import optax
-from optax import projections
 
 
 def bce(logits: jax.Array, target: float) -> jax.Array:
@@ -59,8 +58,11 @@ def aux_cross_entropy(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def clip_weights(params, c: float):
-  """WGAN's weight clipping: every critic parameter into [-c, c]."""
-  return projections.projection_box(params, -c, c)
+  """WGAN's weight clipping: every critic parameter into [-c, c].
+
+  Kept over optax.projections.projection_box, whose scalar bounds fail on nnx.State trees
+  (optax 0.2.8: it maps jnp.clip over the bounds as trees too)."""
+  return jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
 
 
 G_LOSSES = {"minimax": g_minimax, "non_saturating": g_non_saturating,

@@ -40,8 +40,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import data as data_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common import shards  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file to benchmark.")
@@ -73,10 +73,11 @@ def _prepare(config, workdir: str):
   """(task, splits, mesh) of either model family, as its train_and_evaluate builds them."""
   if is_gan(config):
     from gan import train  # pylint: disable=g-import-not-at-top
-    task, splits, mesh, _ = train.prepare(config, workdir)
+    task, _, splits, mesh, _ = train.prepare(config, workdir)
     return task, {"train": splits["train"]}, mesh
   from cnn import train  # pylint: disable=g-import-not-at-top
-  return train.prepare(config, workdir)
+  task, _, splits, mesh = train.prepare(config, workdir)
+  return task, splits, mesh
 
 
 def _row(framework: str, config, steps: int, examples_per_sec: float, compile_s: float,
@@ -97,7 +98,7 @@ def measure(config) -> dict:
   """Compile time and steady-state throughput of config's training chunk on this machine."""
   task, splits, mesh = _prepare(config, "/tmp/bench_unused")
   split = splits["train"]
-  spe = data_lib.steps_per_epoch(split, config.batch_size, task.batches_per_step)
+  spe = shards.steps_per_epoch(split, config.batch_size, task.batches_per_step)
   steps = min(FLAGS.steps or spe, spe)
   chunk = loop.make_train_chunk(task, spe, config.batch_size // mesh.size)
   state = jax.device_put(task.init(jax.random.PRNGKey(0)), jax.sharding.NamedSharding(
@@ -177,10 +178,10 @@ def measure_placement(config, placement: str) -> dict:
   with tempfile.TemporaryDirectory() as workdir:
     task, splits, mesh = _prepare(config, workdir)
     task = dataclasses.replace(task, on_epoch_end=None, finish=None)
-    results = loop.run(config, workdir, task, splits, mesh)
+    _, results = loop.run(config, workdir, task, splits, mesh)
     epochs = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   per_sec = float(np.median([e["examples_per_sec"] for e in epochs[1:]]))
-  steps = data_lib.steps_per_epoch(splits["train"], config.batch_size, task.batches_per_step)
+  steps = shards.steps_per_epoch(splits["train"], config.batch_size, task.batches_per_step)
   return _row(f"jax {jax.__version__}, data on {placement}", config, steps, per_sec,
               results["compile_time_s"], task.batches_per_step)
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint
+from common import runs
 from cnn import train
 from conftest import REPO, latest_params, load_config, run_module
 
@@ -42,13 +42,14 @@ def test_main_writes_logs_results_and_figure(tfds_dir, tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tfds_dir, tmp_path):
-  straight = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3), str(tmp_path / "a"))
-  first = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(tmp_path / "b"))
-  assert int(first["state"].step) == 16
-  resumed = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3), str(tmp_path / "b"))
-  for a, b in zip(_leaves(straight["state"]), _leaves(resumed["state"])):
+  straight, r1 = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3),
+                                          str(tmp_path / "a"))
+  first, _ = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(tmp_path / "b"))
+  assert int(first.step) == 16
+  resumed, r2 = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3), str(tmp_path / "b"))
+  for a, b in zip(_leaves(straight), _leaves(resumed)):
     np.testing.assert_array_equal(a, b)
-  assert straight["test"] == resumed["test"]
+  assert r1["test"] == r2["test"]
   history = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
   assert [h["epoch"] for h in history] == [1, 2, 3]
 
@@ -87,13 +88,13 @@ def test_sigterm_saves_and_rerun_finishes_like_uninterrupted(tfds_dir, tmp_path)
 def test_workdir_of_another_config_is_refused_then_archived(tfds_dir, tmp_path):
   train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(tmp_path))
   before = latest_params(str(tmp_path))
-  with pytest.raises(checkpoint.WorkdirError, match=r"batch_size: 128 -> 64.*--fresh"):
+  with pytest.raises(runs.RunError, match=r"batch_size: 128 -> 64.*--fresh"):
     train.train_and_evaluate(load_config("cnn_seed", num_epochs=1, batch_size=64), str(tmp_path))
   after = latest_params(str(tmp_path))  # refused without touching the checkpoints
   for a, b in zip(_leaves(before[0]), _leaves(after[0])):
     np.testing.assert_array_equal(a, b)
-  r = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1, batch_size=64), str(tmp_path),
-                               fresh=True)
-  assert int(r["state"].step) == 32
+  state, _ = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1, batch_size=64),
+                                      str(tmp_path), fresh=True)
+  assert int(state.step) == 32
   archived = list((tmp_path / "archive").iterdir())
   assert len(archived) == 1 and (archived[0] / "checkpoints").is_dir()

@@ -4,14 +4,14 @@ import ml_collections
 import pytest
 
 from common import config as cfg
-from cnn import train as cnn_train
+from cnn import keys as cnn_keys
 from conftest import load_config, run_module
 
 
 def test_every_shipped_cnn_config_validates():
   for name in ("cnn_seed", "cnn", "cnn1d"):
     for preset in ("", "cpu", "test"):
-      cfg.validate(load_config(name, preset), cnn_train.RULES)
+      cnn_keys.validate(load_config(name, preset))
 
 
 @pytest.mark.parametrize("key,value,expected", [
@@ -24,21 +24,21 @@ def test_every_shipped_cnn_config_validates():
 def test_out_of_range_values_name_the_key(key, value, expected):
   c = load_config("cnn_seed", "test", **{key: value})
   with pytest.raises(cfg.ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
-    cfg.validate(c, cnn_train.RULES)
+    cnn_keys.validate(c)
 
 
 def test_unknown_key_in_a_config_file_is_rejected():
   c = load_config("cnn_seed", "test")
   c.learning_rat = 0.1
   with pytest.raises(cfg.ConfigError, match="Unknown config key 'learning_rat'"):
-    cfg.validate(c, cnn_train.RULES)
+    cnn_keys.validate(c)
 
 
 def test_wrong_type_is_rejected():
   # ConfigDict's own type check stops this on the command line; a config file can still do it.
   c = ml_collections.ConfigDict({**load_config("cnn_seed", "test").to_dict(), "num_epochs": "ten"})
   with pytest.raises(cfg.ConfigError, match="config.num_epochs='ten' is not allowed"):
-    cfg.validate(c, cnn_train.RULES)
+    cnn_keys.validate(c)
 
 
 def test_config_differences_list_changed_fields():

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from common import parallel
-from gan import evaluate
+from gan import keys as gan_keys
 from gan import losses
+from gan import players as players_lib
 from gan import train as gan_train
+from gan.step import make_train_step
 from conftest import REPO, latest_params, load_config, run_module
 
 VARIANTS = ("gan", "dcgan", "cgan", "acgan", "wgan", "wgan_gp")
@@ -58,22 +60,23 @@ def test_wasserstein_and_aux_losses():
 
 
 def _step_once(name, tfds_dir, **overrides):
-  from common import data as data_lib  # pylint: disable=g-import-not-at-top
+  from common import datasets  # pylint: disable=g-import-not-at-top
   config = load_config(name, **overrides)
-  host = data_lib.load_host(config)
+  info, host = datasets.load_host(config)
   k, b = config.d_steps, config.batch_size
-  batch = {"image": jnp.asarray(host["train"].images[:k * b].reshape((k, b, 28, 28, 1))),
+  batch = {"image": jnp.asarray(host["train"].images[:k * b].reshape((k, b) + info.shape)),
            "label": jnp.asarray(host["train"].labels[:k * b].reshape((k, b)))}
-  players, g_tx, d_tx = gan_train.build(config, (28, 28, 1), 10)
-  task = gan_train.make_task(config, players, g_tx, d_tx, "/tmp/unused")
-  state = task.init(jax.random.PRNGKey(0))
-  new_state, metrics = jax.jit(task.train_step)(state, batch, jax.random.PRNGKey(1))
-  return config, state, new_state, metrics
+  players, g_tx, d_tx = players_lib.build(config, info, 10)
+  state = players_lib.init_state(players, g_tx, d_tx, config.g_ema_decay > 0,
+                                 jax.random.PRNGKey(0))
+  step = make_train_step(config, players, g_tx, d_tx)
+  new_state, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(1))
+  return config, info, state, new_state, metrics
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_each_variant_steps_on_real_mnist_with_finite_losses(tfds_dir, name):
-  config, before, after, metrics = _step_once(name, tfds_dir)
+  config, _, before, after, metrics = _step_once(name, tfds_dir)
   for key, value in metrics.items():
     assert np.isfinite(float(value)), key
   assert "d_loss" in metrics and "g_loss" in metrics
@@ -93,13 +96,13 @@ def test_each_variant_steps_on_real_mnist_with_finite_losses(tfds_dir, name):
 
 
 def test_generator_ema_averages_its_weights_and_draws_the_samples(tfds_dir):
-  config, before, after, _ = _step_once("wgan", tfds_dir, g_ema_decay=0.999)
+  config, info, before, after, _ = _step_once("wgan", tfds_dir, g_ema_decay=0.999)
   d = 1.0 / 10.0  # the first update's decay, min(0.999, (1 + 0) / (10 + 0))
   for b, a, e in zip(jax.tree.leaves(before.params["g"]), jax.tree.leaves(after.params["g"]),
                      jax.tree.leaves(after.model_state["g_ema"])):
     np.testing.assert_allclose(e, d * b + (1.0 - d) * a, rtol=1e-5, atol=1e-7)
-  players, _, _ = gan_train.build(config, (28, 28, 1), 10)
-  z, labels = gan_train.sample_latent(config, jax.random.PRNGKey(2), 4)
+  players, _, _ = players_lib.build(config, info, 10)
+  z, labels = players_lib.sample_latent(config.model, 10, jax.random.PRNGKey(2), 4)
   ema_images = players.generate(after.model_state["g_ema"], after.model_state["g"], z, labels,
                                 train=False)[0]
   online_images = players.generate(after.params["g"], after.model_state["g"], z, labels,
@@ -111,20 +114,20 @@ def test_generator_ema_averages_its_weights_and_draws_the_samples(tfds_dir):
 def test_invalid_combinations_are_rejected():
   from common import config as cfg  # pylint: disable=g-import-not-at-top
   with pytest.raises(cfg.ConfigError, match="without batch norm"):
-    gan_train.check(load_config("wgan_gp", **{"model.d_norm": "batch"}))
+    gan_keys.validate(load_config("wgan_gp", **{"model.d_norm": "batch"}))
   with pytest.raises(cfg.ConfigError, match="don't match"):
-    gan_train.check(load_config("gan", **{"loss.d": "wasserstein"}))
+    gan_keys.validate(load_config("gan", **{"loss.d": "wasserstein"}))
 
 
 def test_gan_resume_equals_uninterrupted(tfds_dir, tmp_path):
   ema = {"g_ema_decay": 0.99}  # the generator's average resumes too
-  straight = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
-                                          str(tmp_path / "a"))
+  straight, _ = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
+                                             str(tmp_path / "a"))
   gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1, **ema), str(tmp_path / "b"))
-  resumed = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
-                                         str(tmp_path / "b"))
-  assert "g_ema" in resumed["state"].model_state
-  for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(resumed["state"])):
+  resumed, _ = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
+                                            str(tmp_path / "b"))
+  assert "g_ema" in resumed.model_state
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert (tmp_path / "a" / "samples" / "epoch_002.png").exists()
   assert (tmp_path / "a" / "losses.png").exists()
@@ -162,8 +165,8 @@ def test_a_run_saved_before_a_config_key_existed_still_restores(acgan_run, tmp_p
   saved = json.loads((old / "config.json").read_text())
   del saved["g_ema_decay"]  # as written before the key was added
   (old / "config.json").write_text(json.dumps(saved))
-  config, _, state, _ = evaluate.restore(str(old), parallel.make_mesh())
-  assert config.g_ema_decay == 0.0 and "g_ema" not in state.model_state
+  run, _ = players_lib.restore(str(old), parallel.make_mesh())
+  assert run.config.g_ema_decay == 0.0 and "g_ema" not in run.state.model_state
 
 
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
@@ -184,7 +187,21 @@ def test_evaluate_with_a_trained_classifier(acgan_run, tmp_path):
   assert 1.0 <= metrics["classifier_score"] <= 10.0
   assert np.isclose(sum(metrics["class_histogram"]), 1.0, atol=1e-3)
   assert 0.0 <= metrics["conditional_accuracy"] <= 1.0
-  assert metrics["fid"] > metrics["fid_train_floor"] >= 0.0
-  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}",
+  assert metrics["fid"] > metrics["real"]["fid"] >= 0.0
+  for key in ("precision", "recall", "density", "coverage", "intra_class_fd"):
+    assert key in metrics and key in metrics["real"], key
+  protocol = metrics["protocol"]
+  assert protocol["num_samples"] == 500 and protocol["reference"] == "test"
+  assert protocol["generator"] == "online" and protocol["step"] == 10
+  assert protocol["classifier_test_accuracy"] > 0.1 and len(protocol["classifier_fingerprint"]) == 12
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", "--num=500",
                   f"--classifier_workdir={tmp_path / 'none'}"])
   assert r.returncode != 0 and "python -m cnn.main --config=configs/cnn.py" in r.stderr
+  # The :test preset's own sample count is 0: refused in one line, before any sampling.
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", f"--classifier_workdir={rel}"])
+  assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+      "Error: --num=0 samples are too few to evaluate; use at least 10 (10000 is the usual count)."]
+  r = run_module(["-m", "gan.evaluate", f"--workdir={acgan_run}", f"--classifier_workdir={acgan_run}",
+                  "--num=500"])  # a GAN run is no classifier
+  assert r.returncode != 0 and "holds no cnn classifier run" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1, r.stderr

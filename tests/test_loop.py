@@ -10,9 +10,12 @@ import numpy as np
 import optax
 import pytest
 
-from common import data as data_lib
+from common import config as cfg
+from common import keys
 from common import loop
 from common import parallel
+from common import shards
+from common.datasets import HostSplit
 from conftest import latest_params
 
 
@@ -37,12 +40,12 @@ def _toy(nan_from_step: int):
 
 def _splits(mesh):
   x = np.random.RandomState(0).randint(0, 255, (64, 3)).astype(np.uint8)
-  return {"train": data_lib.to_device(mesh, data_lib.HostSplit(x, np.zeros(64, np.int32), 64))}
+  return {"train": shards.to_device(mesh, HostSplit(x, np.zeros(64, np.int32), 64))}
 
 
 def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
   mesh = parallel.make_mesh()
-  c = loop.base_config()
+  c = cfg.defaults(keys.RUN)
   c.batch_size, c.num_epochs, c.steps_per_call = 8, 5, 3  # 8 steps per epoch
   with pytest.raises(loop.NonFiniteError, match="Non-finite loss or metric at step 19;.*step 16"):
     loop.run(c, str(tmp_path), _toy(nan_from_step=19), _splits(mesh), mesh)
@@ -52,10 +55,10 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
 
 def test_toy_run_finishes_and_logs(tmp_path):
   mesh = parallel.make_mesh()
-  c = loop.base_config()
+  c = cfg.defaults(keys.RUN)
   c.batch_size, c.num_epochs = 8, 3
-  r = loop.run(c, str(tmp_path), _toy(nan_from_step=10**9), _splits(mesh), mesh)
-  assert int(r["state"].step) == 24
+  state, r = loop.run(c, str(tmp_path), _toy(nan_from_step=10**9), _splits(mesh), mesh)
+  assert int(state.step) == 24
   first = float((tmp_path / "metrics.jsonl").read_text().splitlines()[0].split('"loss": ')[1].split(",")[0])
   assert r["final_epoch"]["loss"] < 0.1 * first
 
@@ -63,12 +66,12 @@ def test_toy_run_finishes_and_logs(tmp_path):
 def test_sigterm_during_epoch_end_saves_once_and_resumes(tmp_path):
   """A signal that lands while the epoch-end checkpoint is written must not save that step twice."""
   mesh = parallel.make_mesh()
-  c = loop.base_config()
+  c = cfg.defaults(keys.RUN)
   c.batch_size, c.num_epochs = 8, 3
   task = _toy(nan_from_step=10**9)
   task = dataclasses.replace(task, on_epoch_end=lambda *_: os.kill(os.getpid(), signal.SIGTERM))
-  r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
+  _, r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
   assert r["preempted"] and r["step"] == 8
   task = dataclasses.replace(task, on_epoch_end=None)
-  r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
-  assert not r["preempted"] and int(r["state"].step) == 24
+  state, r = loop.run(c, str(tmp_path), task, _splits(mesh), mesh)
+  assert not r["preempted"] and int(state.step) == 24

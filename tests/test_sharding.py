@@ -7,21 +7,21 @@ from conftest import run_module
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
-    from common import data as data_lib, parallel
+    from common import datasets, parallel
     from cnn import train
     from configs import cnn_seed
 
     assert jax.device_count() == 8
     config = cnn_seed.get_config("test")
-    images = np.asarray(data_lib.load_host(config)["train"].images[:128])
-    labels = np.asarray(data_lib.load_host(config)["train"].labels[:128])
+    info, host = datasets.load_host(config)
+    images, labels = host["train"].images[:128], host["train"].labels[:128]
     batch = {"image": images[None], "label": labels[None]}
 
     def run(devices):
         mesh = parallel.make_mesh(devices)
-        model = train.build_model(config, (28, 28, 1), 10, jax.random.PRNGKey(0))
+        model = train.build_model(config.model, info, jnp.float32, jax.random.PRNGKey(0))
         tx = train.optim.make(config.optimizer, 100)
-        task = train.make_task(config, model, tx, "/tmp/unused")
+        task = train.make_task(model, tx, dtype=config.dtype)
         state = parallel.replicate(mesh, task.init(jax.random.PRNGKey(0)))
         b = jax.device_put(batch, jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS)))
@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
     try:
         parallel.check_batch(100, parallel.make_mesh())
         raise SystemExit("no error for a batch of 100 on 8 devices")
-    except ValueError as e:
+    except parallel.ConfigError as e:
         assert "config.batch_size=100 is not divisible by the 8 devices" in str(e)
     print("SHARDING_OK")
 """)

@@ -10,9 +10,14 @@ import optax
 import pytest
 
 from common import checkpoint
+from common import config as cfg
 from common import data as data_lib
+from common import keys
 from common import loop
 from common import parallel
+from common import shards
+from common import streaming
+from common.datasets import HostSplit
 from conftest import latest_params, run_module
 
 EPOCHS, STEPS_PER_EPOCH, BATCH = 3, 6, 8
@@ -41,14 +46,14 @@ def _recording_task():
 def _split(mesh, placement):
   n = STEPS_PER_EPOCH * BATCH + 5  # a few left over, dropped as the device path drops them
   rng = np.random.RandomState(0)
-  host = data_lib.HostSplit(rng.randint(0, 255, (n, 2)).astype(np.uint8),
+  host = HostSplit(rng.randint(0, 255, (n, 2)).astype(np.uint8),
                             rng.randint(0, 10, n).astype(np.int32), n)
-  to = data_lib.to_host_shards if placement == "host" else data_lib.to_device
+  to = streaming.to_host_shards if placement == "host" else shards.to_device
   return {"train": to(mesh, host)}
 
 
 def _config(**overrides):
-  c = loop.base_config()
+  c = cfg.defaults(keys.RUN)
   c.batch_size, c.num_epochs = BATCH, EPOCHS
   c.update(overrides)
   return c
@@ -57,26 +62,25 @@ def _config(**overrides):
 def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_path, monkeypatch):
   mesh = parallel.make_mesh()
   task = _recording_task()
-  ref = loop.run(_config(), str(tmp_path / "device"), task, _split(mesh, "device"), mesh)
-  seen_ref = np.asarray(ref["state"].params["seen"])
+  ref, _ = loop.run(_config(), str(tmp_path / "device"), task, _split(mesh, "device"), mesh)
+  seen_ref = np.asarray(ref.params["seen"])
   assert len(np.unique(seen_ref.reshape(-1, 2), axis=0)) > STEPS_PER_EPOCH * BATCH // 2
 
   # Chunks of 4 steps don't divide the 6-step epoch: padded chunks, and a stop at step 10, mid-epoch.
   streamed = _config(steps_per_call=4)
   monkeypatch.setattr(checkpoint.Preemption, "reached", lambda self, step: step == 10)
-  r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
+  _, r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
   assert r["preempted"] and r["step"] == 10
   monkeypatch.undo()
-  r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
+  state, r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
   assert not r["preempted"]
-  np.testing.assert_array_equal(np.asarray(r["state"].params["seen"]), seen_ref)
-  np.testing.assert_array_equal(np.asarray(r["state"].params["w"]),
-                                np.asarray(ref["state"].params["w"]))
+  np.testing.assert_array_equal(np.asarray(state.params["seen"]), seen_ref)
+  np.testing.assert_array_equal(np.asarray(state.params["w"]), np.asarray(ref.params["w"]))
 
 
 def test_auto_placement_streams_what_would_not_fit():
   mesh = parallel.make_mesh()
-  host = data_lib.HostSplit(np.zeros((100, 4), np.uint8), np.zeros(100, np.int32), 100)
+  host = HostSplit(np.zeros((100, 4), np.uint8), np.zeros(100, np.int32), 100)
   device = mesh.local_devices[0]
   assert data_lib.placement(_config(data_placement="host"), host, mesh) == "host"
   assert data_lib.placement(_config(data_placement="device"), host, mesh) == "device"
