@@ -1,5 +1,7 @@
-"""What every entry point shares: config flags, process setup, one-line errors for bad input."""
+"""What every entry point shares: config flags, process setup, the workdir lock, and one-line
+errors for everything the user can fix (a traceback only with --debug)."""
 
+import json
 import os
 import sys
 from typing import Callable
@@ -12,6 +14,8 @@ from common import checkpoint
 from common import config as cfg
 from common import data
 from common import loop
+from common import reporting
+from common import workdir_lock
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cnn_seed.py[:preset].")
@@ -19,13 +23,16 @@ flags.DEFINE_string("workdir", None, "Checkpoints, logs and results; default run
 flags.DEFINE_bool("fresh", False, "Archive a workdir holding another config's run and start afresh.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize(); default: auto-detect "
                   "(TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS set).")
+flags.DEFINE_bool("debug", False, "Show the traceback of errors otherwise reported in one line.")
 
 # Errors the user can fix; each is reported as one line, without a traceback.
-USER_ERRORS = (cfg.ConfigError, data.DataError, checkpoint.WorkdirError, loop.NonFiniteError,
+USER_ERRORS = (cfg.ConfigError, data.DataError, checkpoint.WorkdirError, checkpoint.CheckpointError,
+               loop.NonFiniteError, reporting.WriteError, workdir_lock.WorkdirLockError,
                FileNotFoundError)
 
 
 def _parse(argv: list[str]) -> list[str]:
+  _check_config_file(argv)
   try:
     return FLAGS(argv)
   except flags.Error as e:
@@ -40,6 +47,35 @@ def _parse(argv: list[str]) -> list[str]:
              "and look at the file's get_config() for the keys.")
   except Exception as e:  # pylint: disable=broad-except
     sys.exit(f"Error: {type(e).__name__}: {e}")
+
+
+def _check_config_file(argv: list[str]) -> None:
+  """A missing --config file in one line (ml_collections would report it later, with a traceback)."""
+  path = argv_config(argv).partition("=")[2].split(":", 1)[0]
+  if path and not os.path.isfile(path):
+    folder = os.path.dirname(path) or "."
+    known = sorted(f for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")
+                   ) if os.path.isdir(folder) else []
+    sys.exit(f"Error: config file {path} not found" + (
+        f"; those in {folder}/: {', '.join(known)}." if known else "; check the path."))
+
+
+def check_saved_config(workdir: str) -> None:
+  """A workdir's config.json that a crash or an edit left unreadable, in one line."""
+  path = os.path.join(workdir, "config.json")
+  if "://" in workdir or not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      ok = isinstance(json.load(f), dict)
+    why = "not a JSON object"
+  except (OSError, ValueError) as e:
+    ok, why = False, str(e) or "empty"
+  if not ok:
+    raise checkpoint.WorkdirError(
+        f"{path} is unreadable ({why}). If the run in {workdir} used this --config, delete that "
+        "file and rerun to resume (it is written again from --config); otherwise use another "
+        "--workdir.")
 
 
 def enable_compilation_cache() -> None:
@@ -85,11 +121,26 @@ def run(train_and_evaluate: Callable) -> None:
     workdir = FLAGS.workdir or os.path.join("runs", config.name)
     logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                  jax.devices())
-    try:
-      results = train_and_evaluate(config, workdir, fresh=FLAGS.fresh)
-    except USER_ERRORS as e:
-      sys.exit(f"Error: {e}")
+    results = _train_reporting_errors(train_and_evaluate, config, workdir)
     if results.get("preempted"):
       logging.info("Preempted; checkpoint saved. Rerun the same command to resume.")
 
   app.run(main, flags_parser=_parse)
+
+
+def _train_reporting_errors(train_and_evaluate: Callable, config, workdir: str) -> dict:
+  """Runs training holding the workdir's lock; user errors and Ctrl-C end in one line."""
+  try:
+    with workdir_lock.hold(workdir, argv=sys.argv):
+      check_saved_config(workdir)
+      return train_and_evaluate(config, workdir, fresh=FLAGS.fresh)
+  except USER_ERRORS as e:
+    if FLAGS.debug:
+      raise
+    sys.exit(f"Error: {e}")
+  except KeyboardInterrupt:  # a second Ctrl-C while training, or one before it started
+    if FLAGS.debug:
+      raise
+    print("Interrupted: stopped without saving; rerun the same command to resume from the last "
+          "checkpoint.", file=sys.stderr)
+    sys.exit(130)
