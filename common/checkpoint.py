@@ -1,4 +1,5 @@
-"""Orbax checkpoints for exact resume, the workdir's config guard, and preemption (SIGTERM, Ctrl-C)."""
+"""Orbax checkpoints for exact resume and their faults, the workdir's config guard, and preemption
+(SIGTERM, Ctrl-C)."""
 
 import contextlib
 import datetime
@@ -75,11 +76,12 @@ class Checkpoints:
   save() is synchronous (orbax's async checkpointing is off: the next epoch's compute waits for
   the write) and raises CheckpointError if the checkpoint was not committed (disk full,
   permissions): the run stops at once, before a later save could garbage-collect the last good
-  checkpoint. A damaged step folder (parts
-  missing, a file whose size changed since it was saved, or one that fails to restore while an
-  older one restores) is skipped with a warning and, by process 0 unless read_only, moved to
-  workdir/checkpoints_damaged/<step>-<time>/, never deleted; restore() falls back to the newest
-  intact checkpoint. Folders found damaged on construction are never listed by latest_step().
+  checkpoint. A damaged step folder (parts missing, a file whose size changed since it was
+  saved, or one that fails to restore while an older one restores) is skipped with a warning
+  and, by process 0 unless read_only, moved to workdir/checkpoints_damaged/<step>-<time>/, never
+  deleted; restore() falls back to the newest intact checkpoint. Folders found damaged on
+  construction (everything but a truncation in a checkpoint without SIZES_FILE, e.g. on gs://)
+  are never listed by latest_step().
   """
 
   def __init__(self, workdir: str, max_to_keep: int, *, read_only: bool = False):

@@ -50,7 +50,7 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def _check_config_file(argv: list[str]) -> None:
-  """A missing --config file in one line (ml_collections would report it later, with a traceback)."""
+  """A missing --config file in one line (ml_collections reports it later, with a traceback)."""
   path = argv_config(argv).partition("=")[2].split(":", 1)[0]
   if path and not os.path.isfile(path):
     folder = os.path.dirname(path) or "."

@@ -44,7 +44,7 @@ class WorkdirLockError(RuntimeError):
 
 @contextlib.contextmanager
 def hold(workdir: str, argv: list[str] | None = None):
-  """Holds workdir's lock for the with-block: process 0 takes it, every process raises if refused."""
+  """Holds workdir's lock in the with-block: process 0 takes it; all processes raise if refused."""
   lock, error = None, None
   if jax.process_index() == 0:
     try:
