@@ -1,14 +1,19 @@
-"""What every entry point shares: config flags, process setup, one-line errors for bad input."""
+"""What every entry point shares: config flags, process setup, the workdir lock, and one-line
+errors for everything the user can fix (a traceback only with --debug)."""
 
+import json
 import os
 import sys
 from typing import Callable
 
 import jax
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from common import config as cfg
+from common import runs
+from common import workdir_lock
 from common.entry import USER_ERRORS, enable_compilation_cache
 
 FLAGS = flags.FLAGS
@@ -18,8 +23,10 @@ flags.DEFINE_bool("fresh", False, "Archive a workdir holding another config's ru
 flags.DEFINE_bool("keys", False, "List every config key (value, default, description) and exit.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize(); default: auto-detect "
                   "(TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS set).")
+flags.DEFINE_bool("debug", False, "Show the traceback of errors otherwise reported in one line.")
 
 def _parse(argv: list[str]) -> list[str]:
+  _check_config_file(argv)
   try:
     return FLAGS(argv)
   except flags.Error as e:
@@ -34,6 +41,34 @@ def _parse(argv: list[str]) -> list[str]:
              "and look at the file's get_config() for the keys.")
   except Exception as e:  # pylint: disable=broad-except
     sys.exit(f"Error: {type(e).__name__}: {e}")
+
+
+def _check_config_file(argv: list[str]) -> None:
+  """A missing --config file in one line (ml_collections reports it later, with a traceback)."""
+  path = argv_config(argv).partition("=")[2].split(":", 1)[0]
+  if path and not os.path.isfile(path):
+    folder = os.path.dirname(path) or "."
+    known = sorted(f for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")
+                   ) if os.path.isdir(folder) else []
+    sys.exit(f"Error: config file {path} not found" + (
+        f"; those in {folder}/: {', '.join(known)}." if known else "; check the path."))
+
+
+def check_saved_config(workdir: str) -> None:
+  """A workdir's config.json that a crash or an edit left unreadable, in one line."""
+  path = epath.Path(workdir) / runs.CONFIG_FILE
+  if not path.exists():
+    return
+  try:
+    ok = isinstance(json.loads(path.read_text()), dict)
+    why = "not a JSON object"
+  except (OSError, ValueError) as e:
+    ok, why = False, str(e) or "empty"
+  if not ok:
+    raise runs.RunError(
+        f"{path} is unreadable ({why}). If the run in {workdir} used this --config, delete that "
+        "file and rerun to resume (it is written again from --config); otherwise use another "
+        "--workdir.")
 
 
 def argv_config(argv: list[str]) -> str:
@@ -74,11 +109,27 @@ def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
     workdir = FLAGS.workdir or os.path.join("runs", config.name)
     logging.info("Process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                  jax.devices())
-    try:
-      _, results = train_and_evaluate(config, workdir, fresh=FLAGS.fresh)
-    except USER_ERRORS as e:
-      sys.exit(f"Error: {e}")
+    results = _train_reporting_errors(train_and_evaluate, config, workdir)
     if results.get("preempted"):
       logging.info("Preempted; checkpoint saved. Rerun the same command to resume.")
 
   app.run(main, flags_parser=_parse)
+
+
+def _train_reporting_errors(train_and_evaluate: Callable, config, workdir: str) -> dict:
+  """Runs training holding the workdir's lock; user errors and Ctrl-C end in one line."""
+  try:
+    with workdir_lock.hold(workdir, argv=sys.argv):
+      if not FLAGS.fresh:
+        check_saved_config(workdir)
+      return train_and_evaluate(config, workdir, fresh=FLAGS.fresh)[1]
+  except USER_ERRORS as e:
+    if FLAGS.debug:
+      raise
+    sys.exit(f"Error: {e}")
+  except KeyboardInterrupt:  # a second Ctrl-C while training, or one before it started
+    if FLAGS.debug:
+      raise
+    print("Interrupted: stopped without saving; rerun the same command to resume from the last "
+          "checkpoint.", file=sys.stderr)
+    sys.exit(130)

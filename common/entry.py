@@ -11,13 +11,17 @@ from typing import Callable
 import jax
 from absl import app, logging
 
+from common import checkpoint
 from common import config as cfg
 from common import datasets
 from common import loop
+from common import reporting
 from common import runs
+from common import workdir_lock
 
 # Errors the user can fix; each is reported as one line, without a traceback.
 USER_ERRORS = (cfg.ConfigError, datasets.DataError, runs.RunError, loop.NonFiniteError,
+               checkpoint.CheckpointError, reporting.WriteError, workdir_lock.WorkdirLockError,
                FileNotFoundError)
 
 

@@ -265,7 +265,7 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   writer = reporting.Writer(workdir)
   state, meta = _restore(task, mesh, ckpts, config.seed, workdir)
   step = int(state.step)
-  history = writer.history(up_to_epoch=step // plan.steps_per_epoch)
+  history = writer.history(up_to_epoch=step // plan.steps_per_epoch, recovered=meta["history"])
   evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
   r = _Run(config, workdir, task, splits, mesh, plan, ckpts, writer, progress,
            checkpoint.Preemption(), history, evaluate, meta["train_time_s"])

@@ -1,14 +1,19 @@
 """What a run shows and writes: Keras-style epoch lines, metrics.jsonl, TensorBoard, results.json.
 
 Only process 0 writes files; every process may print (absl logging shows process 0 by default).
+Files are written so that a crash (kill -9, full disk) can neither empty nor corrupt them.
 """
 
+import contextlib
 import json
+import os
+import secrets
 import sys
 import time
 
 import jax
 import numpy as np
+from absl import logging
 from etils import epath
 
 
@@ -58,41 +63,80 @@ def print_line(text: str) -> None:
     print(text, flush=True)
 
 
+class WriteError(OSError):
+  """A workdir file that could not be written (disk full, permissions); one line says what to do."""
+
+
 class Writer:
   """metrics.jsonl (one object per epoch) and TensorBoard events in the workdir.
 
-  Files go through etils.epath, so a gs:// workdir works; metrics.jsonl is rewritten whole each
-  epoch (cloud storage has no append), which is cheap for one line per epoch.
+  A crash can't empty or corrupt metrics.jsonl: on a local filesystem each epoch's line is
+  appended, flushed and fsynced; cloud storage has no append, so there the file is rewritten whole
+  under a temp name and renamed (cheap for one line per epoch). Reading drops a partial or corrupt
+  line with a warning, and resuming truncates the file with an atomic rewrite.
   """
 
   def __init__(self, workdir: str):
     self.workdir = workdir
     self.path = epath.Path(workdir) / "metrics.jsonl"
     self._rows: list[dict] = []
+    self._tail_checked = False
     self._tb = None
     if is_writer():
       epath.Path(workdir).mkdir(parents=True, exist_ok=True)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
 
-  def history(self, up_to_epoch: int) -> list[dict]:
-    """Epoch records already written, truncated to those a checkpoint covers (exact resume)."""
-    if not self.path.exists():
-      return []
-    rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-    self._rows = [r for r in rows if r["epoch"] <= up_to_epoch]
-    self._save()
+  def history(self, up_to_epoch: int, recovered: list[dict] | None = None) -> list[dict]:
+    """Epoch records already written, truncated to those a checkpoint covers (exact resume).
+
+    `recovered`: the epoch records kept in the checkpoint's meta; epochs the file lacks (lost or
+    cut short) are taken from them, with a warning. The file is rewritten only if this changed it.
+    """
+    rows, dropped = read_records(self.path)
+    by_epoch = {r["epoch"]: r for r in rows if r["epoch"] <= up_to_epoch}
+    found = [r for r in recovered or () if r.get("epoch", 0) <= up_to_epoch
+             and r.get("epoch") not in by_epoch]
+    if found:
+      logging.warning("%s lacked epochs %s; rebuilt them from the checkpoint.", self.path,
+                      _ranges([r["epoch"] for r in found]))
+      by_epoch.update({r["epoch"]: r for r in found})
+    self._rows = [by_epoch[e] for e in sorted(by_epoch)]
+    lost = sorted(set(range(1, up_to_epoch + 1)) - set(by_epoch))
+    if lost:
+      logging.warning("%s has no record of epochs %s (lost before this resume).", self.path,
+                      _ranges(lost))
+    if dropped or found or len(self._rows) != len(rows):
+      self._rewrite()
     return list(self._rows)
 
-  def _save(self) -> None:
+  def _rewrite(self) -> None:
     if is_writer():
-      self.path.write_text("".join(json.dumps(r) + "\n" for r in self._rows))
+      atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self._rows))
+
+  def _append(self, record: dict) -> None:
+    line = json.dumps(record) + "\n"
+    try:
+      with open(self.path, "a+b") as f:
+        if not self._tail_checked and f.seek(0, os.SEEK_END) > 0:
+          f.seek(-1, os.SEEK_END)
+          if f.read(1) != b"\n":  # a line cut short by a crash: keep ours on its own line
+            line = "\n" + line
+        f.write(line.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+      raise WriteError(_write_failure(self.path, e)) from e
+    self._tail_checked = True
 
   def write_epoch(self, record: dict) -> None:
     if not is_writer():
       return
     self._rows.append(record)
-    self._save()
+    if _is_local(self.path):
+      self._append(record)
+    else:
+      self._rewrite()
     for key, value in record.items():
       if key not in ("epoch", "step") and isinstance(value, (int, float)):
         self._tb.add_scalar(key, value, record["step"])
@@ -114,14 +158,92 @@ def read_json(workdir: str, name: str) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
+def read_records(path) -> tuple[list[dict], int]:
+  """(epoch records of a metrics.jsonl, how many lines were dropped as partial or corrupt)."""
+  path = epath.Path(path)
+  if not path.exists():
+    return [], 0
+  rows, dropped = [], 0
+  for number, line in enumerate(path.read_bytes().decode("utf-8", "replace").splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except ValueError:
+      row = None
+    if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+      rows.append(row)
+    else:
+      dropped += 1
+      logging.warning("%s line %d is partial or corrupt (a crash while writing it?); dropped it: "
+                      "%.80s", path, number, line)
+  return rows, dropped
+
+
 def write_json(workdir: str, name: str, obj: dict) -> None:
   if not is_writer():
     return
   path = epath.Path(workdir) / name
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / (name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-  tmp.replace(path)
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
+
+
+def atomic_write_text(path, text: str) -> None:
+  """Writes through a temp name unique to this process, fsynced, renamed over `path`.
+
+  A crash leaves either the old file or the new one, never a partial one; WriteError on failure.
+  """
+  path = epath.Path(path)
+  tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+  try:
+    if _is_local(path):
+      with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+      _fsync_dir(path.parent)
+    else:
+      tmp.write_text(text)
+      tmp.replace(path)
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      tmp.unlink()
+    raise WriteError(_write_failure(path, e)) from e
+
+
+def _write_failure(path, e: OSError) -> str:
+  return (f"Could not write {path} ({e.strerror or e}): free space or fix permissions, then rerun "
+          "the same command to resume.")
+
+
+def _fsync_dir(directory) -> None:
+  """Makes a rename in `directory` durable; some filesystems can't open a folder, which is fine."""
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _is_local(path) -> bool:
+  return "://" not in str(path)
+
+
+def _ranges(epochs: list[int]) -> str:
+  """'1-3, 7' for [1, 2, 3, 7]."""
+  parts, start = [], None
+  for i, e in enumerate(epochs):
+    start = e if start is None else start
+    if i + 1 == len(epochs) or epochs[i + 1] != e + 1:
+      parts.append(str(e) if start == e else f"{start}-{e}")
+      start = None
+  return ", ".join(parts)
 
 
 class Timer:

@@ -66,8 +66,13 @@ def check_workdir(workdir: str, config, keys: cfg.Keys, retired: tuple[str, ...]
   ckpts = wd / "checkpoints"
   if not (wd / CONFIG_FILE).exists() or not ckpts.exists() or not any(ckpts.iterdir()):
     return
-  saved = cfg.to_dict(read_config(workdir, keys, retired))
-  diffs = cfg.differences(saved, cfg.to_dict(config), cfg.resumable(keys))
+  try:
+    saved = cfg.to_dict(read_config(workdir, keys, retired))
+    diffs = cfg.differences(saved, cfg.to_dict(config), cfg.resumable(keys))
+  except RunError:
+    if not fresh:
+      raise
+    diffs = ["config.json unreadable"]
   if not diffs:
     return
   if not fresh:
@@ -106,12 +111,15 @@ def restore_run(workdir: str, keys: cfg.Keys, template: Callable[[Any, datasets.
   info = read_info(workdir, config)
   if not (epath.Path(workdir) / "checkpoints").exists():
     raise RunError(f"No checkpoint in {workdir}: train there first.")
-  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=10**6)
+  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=10**6, read_only=True)
   try:
-    step = ckpts.latest_step() if step is None else step
-    if step is None:
+    if ckpts.latest_step() is None:
       raise RunError(f"No checkpoint in {workdir}: train there first.")
+    if step is not None and step not in ckpts.manager.all_steps():
+      raise RunError(f"No checkpoint of step {step} in {workdir}; it has steps "
+                     f"{', '.join(map(str, ckpts.manager.all_steps()))}.")
     state, meta = ckpts.restore(template(config, info), step)
+    step = ckpts.restored_step
   finally:
     ckpts.close()
   return Restored(config, info, state, step, meta)
