@@ -4,7 +4,9 @@
     python scripts/sweep.py --config=configs/cnn_seed.py:cpu --grid optimizer.learning_rate=0.3,1.0,3.0
     python scripts/sweep.py --config=configs/gan.py:cpu --sweep=losses --dry-run
     python scripts/sweep.py --config=configs/wgan_gp.py --sweep=ablation --launcher=tpu \\
-        --tpu-name=gan --tpu-zone=us-west4-a --workdir=gs://BUCKET/sweeps/wgan_gp
+        --tpu-name=gan1,gan2 --tpu-zone=us-west4-a --workdir=gs://BUCKET/sweeps/wgan_gp
+    python scripts/sweep.py --config=configs/acgan.py --sweep=ablation --launcher=slurm \\
+        --workdir=/shared/sweeps/acgan --slurm-arg=--time=04:00:00 --slurm-arg=--gpus-per-node=8
 
 --sweep is a name the config file's get_sweep(name) knows, FILE.py:NAME (get_sweep in another file)
 or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (alone or on top of
@@ -13,8 +15,15 @@ or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (a
 --config.seed=S` with its output in SWEEP_DIR/MEMBER/log.txt. Rerunning the same command skips
 finished members (results.json present) and resumes unfinished ones from their checkpoints. A
 failing member doesn't stop the others; the script ends with each failure's log tail and exits 1.
+Members stop (SIGTERM, so they checkpoint) on Ctrl-C, on SIGTERM and when this driver dies (Linux:
+PR_SET_PDEATHSIG); a member whose SWEEP_DIR/MEMBER/.running or WORKDIR/.lock names a live process
+on this host is skipped, so a second driver never doubles it.
 Then SWEEP_DIR/summary.csv (one row per run), summary_grouped.csv (mean and std over seeds),
 summary.md (both, sorted by --metric) and summary.png (the metric against each swept value).
+--launcher=tpu runs each member on a TPU slice through scripts/tpu.py, one member per slice at a
+time (--tpu-name=a,b,c: several slices side by side). --launcher=slurm writes SWEEP_DIR/slurm/
+(members.tsv, array.sbatch, summary.sbatch) and submits one job array over the unfinished runs,
+whose tasks requeue themselves when their run stops on SIGTERM, then a summary job after it.
 """
 
 import argparse
@@ -440,7 +449,7 @@ class Runner:
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))  # a live log
         self.running[job.name] = proc
       mark_running(job, proc.pid)
-      print(f"  start {job.name}" + (f" on {job.slot}" if job.slot else ""), flush=True)
+      self.say(f"  start {job.name}" + (f" on {job.slot}" if job.slot else ""))
       job.returncode = proc.wait()
     with self.lock:
       self.running.pop(job.name, None)
