@@ -4,7 +4,9 @@
     python scripts/sweep.py --config=configs/cnn_seed.py:cpu --grid optimizer.learning_rate=0.3,1.0,3.0
     python scripts/sweep.py --config=configs/gan.py:cpu --sweep=losses --dry-run
     python scripts/sweep.py --config=configs/wgan_gp.py --sweep=ablation --launcher=tpu \\
-        --tpu-name=gan --tpu-zone=us-west4-a --workdir=gs://BUCKET/sweeps/wgan_gp
+        --tpu-name=gan1,gan2 --tpu-zone=us-west4-a --workdir=gs://BUCKET/sweeps/wgan_gp
+    python scripts/sweep.py --config=configs/acgan.py --sweep=ablation --launcher=slurm \\
+        --workdir=/shared/sweeps/acgan --slurm-arg=--time=04:00:00 --slurm-arg=--gpus-per-node=8
 
 --sweep is a name the config file's get_sweep(name) knows, FILE.py:NAME (get_sweep in another file)
 or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (alone or on top of
@@ -13,8 +15,15 @@ or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (a
 --config.seed=S` with its output in SWEEP_DIR/MEMBER/log.txt. Rerunning the same command skips
 finished members (results.json present) and resumes unfinished ones from their checkpoints. A
 failing member doesn't stop the others; the script ends with each failure's log tail and exits 1.
+Members stop (SIGTERM, so they checkpoint) on Ctrl-C, on SIGTERM and when this driver dies (Linux:
+PR_SET_PDEATHSIG); a member whose SWEEP_DIR/MEMBER/.running or WORKDIR/.lock names a live process
+on this host is skipped, so a second driver never doubles it.
 Then SWEEP_DIR/summary.csv (one row per run), summary_grouped.csv (mean and std over seeds),
 summary.md (both, sorted by --metric) and summary.png (the metric against each swept value).
+--launcher=tpu runs each member on a TPU slice through scripts/tpu.py, one member per slice at a
+time (--tpu-name=a,b,c: several slices side by side). --launcher=slurm writes SWEEP_DIR/slurm/
+(members.tsv, array.sbatch, summary.sbatch) and submits one job array over the unfinished runs,
+whose tasks requeue themselves when their run stops on SIGTERM, then a summary job after it.
 """
 
 import argparse
@@ -22,18 +31,23 @@ import ast
 import collections
 import concurrent.futures
 import csv
+import ctypes
 import dataclasses
-import glob
 import importlib.util
 import json
 import math
 import os
+import queue
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+
+from etils import epath
+from ml_collections.config_flags import config_path as ml_config_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -55,37 +69,42 @@ class Job:
   workdir: str         # where the run writes (local or gs://)
   log: str             # local log file
   cmd: list[str] = dataclasses.field(default_factory=list)
-  status: str = "pending"  # pending | finished | done | failed | interrupted
+  status: str = "pending"  # pending | finished | done | failed | interrupted | running
   returncode: int | None = None
   seconds: float = 0.0
+  slot: str | None = None  # --launcher=tpu: the slice it runs on
+
+  @property
+  def marker(self) -> str:
+    """SWEEP_DIR/<member>/.running (beside log.txt): the pid and host running this member."""
+    return os.path.join(os.path.dirname(self.log), ".running")
 
 
 # ---------------------------------------------------------------------------------------------
-# Paths that may be gs://
+# Paths: workdirs may be local or gs://; etils.epath reads both.
 
 
-def is_remote(path: str) -> bool:
-  return "://" in path
+def is_url(path: str) -> bool:
+  """A gs:// (or other remote) path: members' logs and the sweep's summaries then stay local."""
+  return "://" in str(path)
 
 
-def path_exists(path: str) -> bool:
-  if is_remote(path):
-    from etils import epath  # pylint: disable=g-import-not-at-top
-    try:
-      return epath.Path(path).exists()
-    except Exception as e:  # pylint: disable=broad-except
-      print(f"Warning: can't read {path} ({type(e).__name__}); counted as not finished.",
-            file=sys.stderr)
-      return False
-  return os.path.exists(path)
+def exists(path) -> bool:
+  """Whether path exists; one that can't be read (no credentials, no network) counts as missing."""
+  try:
+    return epath.Path(path).exists()
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"Warning: can't read {path} ({type(e).__name__}); counted as not finished.",
+          file=sys.stderr)
+    return False
 
 
-def read_json(path: str):
-  if is_remote(path):
-    from etils import epath  # pylint: disable=g-import-not-at-top
-    return json.loads(epath.Path(path).read_text())
-  with open(path) as f:
-    return json.load(f)
+def read_json(path):
+  return json.loads(epath.Path(path).read_text())
+
+
+def finished(workdir: str) -> bool:
+  return exists(epath.Path(workdir) / "results.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,18 +171,18 @@ def resolve_members(args, config_module) -> tuple[str, list[dict]]:
 
 
 def apply_overrides(config, overrides: dict):
-  """A copy of config with dotted-key overrides applied (as --config.key=value would)."""
+  """A copy of config with dotted-key overrides applied, as --config.key=value applies them.
+
+  ml_collections' config_path.set_value is what --config.key=value calls: an int for a float
+  field becomes a float, a wrong type raises TypeError, an unknown key KeyError.
+  (ConfigDict.update_from_flattened_dict would silently add unknown keys instead.)
+  """
   config = config.copy_and_resolve_references()
   for key, value in sweeps.config_overrides(overrides).items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    if leaf not in target:
-      raise KeyError(f"unknown config key {key!r}")
-    if isinstance(target[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
-      value = float(value)
-    target[leaf] = value
+    try:
+      ml_config_path.set_value(key, config, value)
+    except (KeyError, AttributeError, IndexError):
+      raise KeyError(f"unknown config key {key!r}") from None
   return config
 
 
@@ -206,10 +225,11 @@ def local_command(job: Job, module: str, config_arg: str, fixed: list[str]) -> l
           *member_flags(job, fixed)]
 
 
-def tpu_command(job: Job, module: str, config_arg: str, fixed: list[str], args) -> list[str]:
-  """scripts/tpu.py run --foreground: the member runs on every worker of the slice, in turn."""
+def tpu_command(job: Job, module: str, config_arg: str, fixed: list[str], args,
+                slice_name: str) -> list[str]:
+  """scripts/tpu.py run --foreground: the member runs on every worker of the slice."""
   cmd = [sys.executable, os.path.join(REPO, "scripts", "tpu.py"), "run",
-         f"--name={args.tpu_name}", f"--zone={args.tpu_zone}"]
+         f"--name={slice_name}", f"--zone={args.tpu_zone}"]
   if args.tpu_project:
     cmd.append(f"--project={args.tpu_project}")
   cmd += ["--foreground", f"--log={job.name}.log", "--",
@@ -225,7 +245,7 @@ PREPARE = """
 import json, sys
 import ml_collections
 from common import data
-data._tfds_builder(ml_collections.ConfigDict(json.loads(sys.argv[1])))
+data.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
 """
 
 
@@ -236,14 +256,17 @@ def prepare_datasets(configs) -> bool:
   for c in configs:
     if c.dataset in ("mnist1d",):
       continue
-    data_dir = os.path.expanduser(
-        c.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
-    if glob.glob(os.path.join(data_dir, c.dataset, "*", "dataset_info.json")):
-      continue
+    data_dir = epath.Path(
+        c.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+    try:
+      if any(data_dir.glob(f"{c.dataset}/*/dataset_info.json")):
+        continue
+    except Exception:  # pylint: disable=broad-except
+      pass  # unreadable: let common.data.prepare say why
     wanted[(c.dataset, c.data_dir, c.manual_dir)] = c
   for (dataset, _, _), c in wanted.items():
     print(f"Preparing dataset {dataset} before starting members in parallel...", flush=True)
-    spec = json.dumps({"dataset": c.dataset, "data_dir": c.data_dir, "manual_dir": c.manual_dir})
+    spec = c.to_json_best_effort()
     r = subprocess.run([sys.executable, "-c", PREPARE, spec], cwd=REPO, capture_output=True,
                        text=True)
     if r.returncode:
@@ -253,12 +276,132 @@ def prepare_datasets(configs) -> bool:
   return True
 
 
-class Runner:
-  """Runs jobs as subprocesses, at most `parallel` at a time; Ctrl-C stops them with SIGTERM
-  (each run then saves a checkpoint, and rerunning the sweep resumes it)."""
+HOST = socket.gethostname()
+_PR_SET_PDEATHSIG = 1
+try:
+  _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:
+  _LIBC = None
 
-  def __init__(self, jobs: list[Job], parallel: int, tail: int):
-    self.jobs, self.parallel, self.tail = jobs, max(1, parallel), tail
+
+def die_with_parent(parent: int):
+  """A preexec_fn: the member gets SIGTERM (and saves a checkpoint) when the sweep driver dies,
+  even by kill -9. Linux only; elsewhere members outlive a killed driver."""
+  def preexec():
+    if _LIBC is not None:
+      _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+      if os.getppid() != parent:  # the driver died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+  return preexec
+
+
+def pid_alive(pid) -> bool:
+  """Whether pid is a live (not zombie) process on this host."""
+  if not isinstance(pid, int) or pid <= 0:
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+  except (OSError, IndexError):
+    return True
+
+
+def _read_owner(path) -> dict | None:
+  try:
+    info = json.loads(epath.Path(path).read_text())
+  except Exception:  # pylint: disable=broad-except  # missing, half-written or unreadable
+    return None
+  return info if isinstance(info, dict) else None
+
+
+def live_owner(job: Job) -> dict | None:
+  """The live process on this host already running job's member, from SWEEP_DIR/<member>/.running
+  (written by a sweep driver) or <workdir>/.lock (held by the run itself), else None."""
+  for path in (job.marker, epath.Path(job.workdir) / ".lock"):
+    info = _read_owner(path)
+    if info and info.get("host") == HOST and info.get("pid") != os.getpid() and pid_alive(
+        info.get("pid")):
+      return info
+  return None
+
+
+def claim(job: Job) -> dict | None:
+  """Takes job's .running marker for this driver; returns the live owner instead if another
+  process (a second driver, or the run itself) already runs the member."""
+  os.makedirs(os.path.dirname(job.marker), exist_ok=True)
+  for _ in range(3):
+    try:
+      fd = os.open(job.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      owner = live_owner(job)
+      if owner:
+        return owner
+      info = _read_owner(job.marker)
+      if info is None and time.time() - _mtime(job.marker) < 5:
+        time.sleep(0.5)  # another driver is writing it right now
+        continue
+      try:
+        os.remove(job.marker)  # stale: its process is gone
+      except FileNotFoundError:
+        pass
+      continue
+    with os.fdopen(fd, "w") as f:
+      json.dump({"pid": os.getpid(), "host": HOST, "start": time.time(), "driver": os.getpid()}, f)
+    owner = live_owner(job)  # the run's own .lock, e.g. a run started by hand
+    if owner and owner.get("driver") != os.getpid():
+      release(job)
+      return owner
+    return None
+  return live_owner(job) or {"pid": None, "host": HOST}
+
+
+def _mtime(path: str) -> float:
+  try:
+    return os.path.getmtime(path)
+  except OSError:
+    return 0.0
+
+
+def mark_running(job: Job, pid: int) -> None:
+  tmp = f"{job.marker}.{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump({"pid": pid, "host": HOST, "start": time.time(), "driver": os.getpid(),
+               "cmd": job.cmd}, f)
+  os.replace(tmp, job.marker)
+
+
+def release(job: Job) -> None:
+  info = _read_owner(job.marker)
+  if info and info.get("driver") == os.getpid():
+    try:
+      os.remove(job.marker)
+    except FileNotFoundError:
+      pass
+
+
+class Runner:
+  """Runs jobs as subprocesses, at most `parallel` at a time; Ctrl-C or SIGTERM stops them with
+  SIGTERM (each run then saves a checkpoint, and rerunning the sweep resumes it), and so does the
+  driver's death (PR_SET_PDEATHSIG). A member already running here (a live pid in its .running
+  marker or its workdir's .lock) is skipped. With `slots` (TPU slices), each job takes a free slot
+  and `command(job, slot)` builds its command; at most one job runs per slot."""
+
+  def __init__(self, jobs: list[Job], parallel: int, tail: int, slots: list[str] | None = None,
+               command=None):
+    self.jobs, self.tail = jobs, tail
+    self.parallel = len(slots) if slots else max(1, parallel)
+    self.command = command
+    self.free = None
+    if slots:
+      self.free = queue.Queue()
+      for slot in slots:
+        self.free.put(slot)
     self.lock = threading.Lock()
     self.running: dict[str, subprocess.Popen] = {}
     self.stopping = False
@@ -272,24 +415,48 @@ class Runner:
     if self.stopping:
       job.status = "interrupted"
       return job
-    os.makedirs(os.path.dirname(job.log), exist_ok=True)
+    owner = claim(job)
+    if owner:
+      job.status = "running"
+      self.say(f"  skip {job.name} (already running: pid {owner.get('pid')} on "
+               f"{owner.get('host')})")
+      return job
+    slot = None
+    try:
+      if self.free is not None:
+        slot = self.free.get()
+        job.slot = slot
+        job.cmd = self.command(job, slot)
+      if self.stopping:
+        job.status = "interrupted"
+        return job
+      return self._run(job)
+    finally:
+      if slot is not None:
+        self.free.put(slot)
+      release(job)
+
+  def _run(self, job: Job) -> Job:
     start = time.perf_counter()
     with open(job.log, "a") as log:
       log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(job.cmd)}\n")
       log.flush()
       with self.lock:
+        # Its own session: a terminal's Ctrl-C reaches the driver only, which forwards SIGTERM.
         proc = subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent(os.getpid()),
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))  # a live log
         self.running[job.name] = proc
-      print(f"  start {job.name}", flush=True)
+      mark_running(job, proc.pid)
+      self.say(f"  start {job.name}" + (f" on {job.slot}" if job.slot else ""))
       job.returncode = proc.wait()
     with self.lock:
       self.running.pop(job.name, None)
       self.done_count += 1
       n = self.done_count
     job.seconds = time.perf_counter() - start
-    if job.returncode == 0 and path_exists(os.path.join(job.workdir, "results.json")):
+    if job.returncode == 0 and finished(job.workdir):
       job.status = "done"
       self.say(f"[{n}/{len(self.jobs)}] done {job.name} in {job.seconds:.1f}s")
     elif job.returncode == 0 or self.stopping:
@@ -397,8 +564,8 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
       k for j in jobs for k in sweeps.config_overrides(j.member)))
   rows, missing = [], []
   for job in jobs:
-    path = os.path.join(job.workdir, "results.json")
-    if not path_exists(path):
+    path = epath.Path(job.workdir) / "results.json"
+    if not exists(path):
       missing.append(job)
       continue
     results = flatten({k: v for k, v in read_json(path).items() if k != "preempted"})
@@ -527,6 +694,166 @@ def plot(rows: list[dict], groups: list[dict], varying: list[str], metric: str,
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# SLURM: one job array (a task per member x seed), then a dependent job that writes the summary.
+
+# Defaults; --slurm-arg=--KEY=VALUE replaces the one with the same KEY or adds it.
+SLURM_DEFAULTS = (
+    "--nodes=1",
+    "--ntasks-per-node=1",      # processes per node: one per GPU for multi-GPU members
+    "--requeue",                # a requeued task (preemption, or itself) runs again
+    "--signal=TERM@120",        # SIGTERM to the run 2 min before the time limit: it saves and
+                                # exits 0, and the task requeues itself to resume
+    "--open-mode=append",       # requeued tasks append to their output file
+)
+# Options that also apply to the summary job (where it runs, who pays).
+SLURM_SUMMARY_KEYS = ("--partition", "--account", "--qos", "--reservation", "--clusters")
+MAX_REQUEUES = 20
+
+ARRAY_BODY = r"""
+# Generated by scripts/sweep.py. Array task i runs row i+1 of $TABLE (name, workdir, log,
+# command) through srun. A finished member (results.json present) is skipped. A run that gets
+# SIGTERM (preemption, or --signal before the time limit) saves a checkpoint and exits 0 without
+# results.json: the task then requeues itself, and the rerun resumes from the checkpoint.
+set -u
+cd {repo}
+{setup}export PYTHONUNBUFFERED=1
+[ -n "${{SLURM_CPUS_PER_TASK:-}}" ] && export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK
+PYTHON={python}
+TABLE={table}
+IFS=$'\t' read -r name workdir log cmd < <(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$TABLE")
+task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"   # requeue this task, not the whole array
+finished() {{  # local or gs:// workdir
+  "$PYTHON" -c 'import sys; from etils import epath; sys.exit(not epath.Path(sys.argv[1]).exists())' \
+    "$workdir/results.json"
+}}
+if finished; then echo "$name: finished (results.json present), skipped"; exit 0; fi
+mkdir -p "$(dirname "$log")"
+printf '\n=== %s task %s on %s, restart %s: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$task" \
+  "$(hostname)" "${{SLURM_RESTART_COUNT:-0}}" "$cmd" >> "$log"
+echo "$name: running on $SLURM_JOB_NODELIST (restart ${{SLURM_RESTART_COUNT:-0}}); log: $log"
+srun --kill-on-bad-exit=1 bash -c "exec $cmd" >> "$log" 2>&1 &
+pid=$!
+signalled=
+trap 'signalled=1; kill -TERM "$pid" 2>/dev/null' TERM   # --signal=B:TERM or scancel --full
+rc=0; wait "$pid" || rc=$?
+if [ -n "$signalled" ]; then rc=0; wait "$pid" || rc=$?; fi
+trap - TERM
+if finished; then echo "$name: done"; exit 0; fi
+if [ "$rc" -ne 0 ]; then echo "$name: FAILED (exit code $rc); log: $log"; exit "$rc"; fi
+if [ "${{SLURM_RESTART_COUNT:-0}}" -ge {max_requeues} ]; then
+  echo "$name: stopped without results {max_requeues} times; not requeued again"; exit 1
+fi
+echo "$name: stopped with a checkpoint; requeueing $task to resume"
+scontrol requeue "$task"
+exit 0
+"""
+
+SUMMARY_BODY = """
+# Generated by scripts/sweep.py: runs after every array task has ended (--dependency=afterany).
+set -u
+cd {repo}
+{setup}{command}
+"""
+
+
+def slurm_options(extra: list[str]) -> list[str]:
+  """SLURM_DEFAULTS with --slurm-arg values replacing same-named ones (--KEY=VALUE or --FLAG)."""
+  options = {}
+  for opt in (*SLURM_DEFAULTS, *extra):
+    if not opt.startswith("--"):
+      raise SystemExit(f"Error: --slurm-arg {opt!r}: use the long form --KEY=VALUE, e.g. "
+                       "--slurm-arg=--time=04:00:00.")
+    options[opt.partition("=")[0]] = opt
+  return list(options.values())
+
+
+def sbatch_header(options: list[str]) -> str:
+  return "#!/bin/bash\n" + "".join(f"#SBATCH {o}\n" for o in options)
+
+
+def summary_command(args, config_arg: str, sweep_dir: str, fixed: list[str]) -> list[str]:
+  """This sweep's `scripts/sweep.py ... --summarize`, with absolute paths."""
+  cmd = [sys.executable, os.path.join(REPO, "scripts", "sweep.py"), f"--config={config_arg}"]
+  if args.sweep:
+    spec = args.sweep
+    if spec.endswith(".json"):
+      spec = os.path.abspath(spec)
+    elif ".py:" in spec:
+      path, name = spec.rsplit(":", 1)
+      spec = f"{os.path.abspath(path)}:{name}"
+    cmd.append(f"--sweep={spec}")
+  for item in args.grid:
+    cmd += ["--grid", item]
+  cmd += [f"--seeds={args.seeds}", f"--workdir={sweep_dir}", f"--mode={args.mode}"]
+  if args.metric:
+    cmd.append(f"--metric={args.metric}")
+  if fixed:
+    cmd += ["--overrides", *fixed]
+  return cmd + ["--summarize"]
+
+
+def slurm_files(jobs: list[Job], args, sweep_name: str, slurm_dir: str,
+                summarize_cmd: list[str]) -> dict[str, str]:
+  """{path: text} for members.tsv, array.sbatch and summary.sbatch."""
+  table = os.path.join(slurm_dir, "members.tsv")
+  rows = [f"{j.name}\t{j.workdir}\t{j.log}\t{shlex.join(j.cmd)}\n" for j in jobs]
+  assert all(r.count("\t") == 3 for r in rows), "a tab inside a member's name or command"
+  setup = "".join(line + "\n" for line in args.slurm_setup)
+  user = slurm_options(args.slurm_arg)
+  throttle = f"%{args.parallel}" if args.parallel else ""
+  array_opts = [f"--job-name=sweep-{sweep_name}", f"--array=0-{len(jobs) - 1}{throttle}",
+                f"--output={slurm_dir}/%A_%a.out", *user]
+  array = sbatch_header(array_opts) + ARRAY_BODY.format(
+      repo=shlex.quote(REPO), setup=setup, python=shlex.quote(sys.executable),
+      table=shlex.quote(table), max_requeues=MAX_REQUEUES)
+  summary_opts = [f"--job-name=sweep-{sweep_name}-summary", f"--output={slurm_dir}/summary_%j.out",
+                  "--nodes=1", "--ntasks=1"] + [
+                      o for o in user if o.partition("=")[0] in SLURM_SUMMARY_KEYS]
+  summary = sbatch_header(summary_opts) + SUMMARY_BODY.format(
+      repo=shlex.quote(REPO), setup=setup, command=shlex.join(summarize_cmd))
+  return {table: "".join(rows), os.path.join(slurm_dir, "array.sbatch"): array,
+          os.path.join(slurm_dir, "summary.sbatch"): summary}
+
+
+def submit_slurm(files: dict[str, str], slurm_dir: str, dry_run: bool) -> int:
+  array, summary = (os.path.join(slurm_dir, f) for f in ("array.sbatch", "summary.sbatch"))
+  array_cmd = ["sbatch", "--parsable", array]
+  summary_cmd = lambda job_id: ["sbatch", "--parsable", f"--dependency=afterany:{job_id}",
+                                summary]
+  if dry_run:
+    for path, text in files.items():
+      print(f"\n# ----- {path}\n{text}", end="" if text.endswith("\n") else "\n")
+    print("\n# ----- submit")
+    print(shlex.join(array_cmd))
+    print(shlex.join(summary_cmd("<ARRAY_JOB_ID>")))
+    return 0
+  os.makedirs(slurm_dir, exist_ok=True)
+  for path, text in files.items():
+    with open(path, "w") as f:
+      f.write(text)
+  try:
+    ids = []
+    for cmd in (array_cmd, None):
+      cmd = cmd or summary_cmd(ids[0])
+      r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+      if r.returncode:
+        print(f"Error: {shlex.join(cmd)} failed (exit code {r.returncode}):\n{r.stderr.strip()}",
+              file=sys.stderr)
+        return 1
+      ids.append(r.stdout.strip().split(";")[0])
+      print(f"+ {shlex.join(cmd)} -> job {ids[-1]}", flush=True)
+  except FileNotFoundError:
+    print("Error: sbatch not found; run this on a SLURM login node.", file=sys.stderr)
+    return 127
+  print(f"Submitted array job {ids[0]} and summary job {ids[1]}. Watch: squeue -j {ids[0]},{ids[1]};"
+        f" logs in {slurm_dir}/ and each member's log.txt.", flush=True)
+  return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -535,13 +862,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
   p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                  help="a product axis; repeat for more")
   p.add_argument("--workdir", help="the sweep's directory; default runs/sweeps/<sweep name>")
-  p.add_argument("--parallel", type=int, default=1, help="members running at once (local)")
+  p.add_argument("--parallel", type=int, default=None,
+                 help="members running at once (local; default 1), or the array's %%K limit "
+                 "(slurm; default none)")
   p.add_argument("--seeds", type=int, default=1, help="seeds per member: seed, seed+1, ...")
   p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-  p.add_argument("--launcher", choices=("local", "tpu"), default="local")
-  p.add_argument("--tpu-name", help="--launcher=tpu: the TPU VM (see scripts/tpu.py)")
+  p.add_argument("--launcher", choices=("local", "tpu", "slurm"), default="local")
+  p.add_argument("--tpu-name", help="--launcher=tpu: the TPU VM (see scripts/tpu.py), or several "
+                 "slices a,b,c: one member per slice at a time")
   p.add_argument("--tpu-zone", help="--launcher=tpu: its zone")
   p.add_argument("--tpu-project", help="--launcher=tpu: its project (default: gcloud's)")
+  p.add_argument("--slurm-arg", action="append", default=[], metavar="--KEY=VALUE",
+                 help="--launcher=slurm: an #SBATCH option for every member, e.g. "
+                 "--slurm-arg=--time=04:00:00 --slurm-arg=--gpus-per-node=8 (repeat); replaces "
+                 f"the default of the same name ({' '.join(SLURM_DEFAULTS)})")
+  p.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                 help="--launcher=slurm: a shell line the batch scripts run first, e.g. "
+                 "'module load cuda' (repeat)")
   p.add_argument("--metric", help="sort and plot by this results key (dotted); default "
                  "eval.classifier_score or final_epoch.g_loss for GANs, test.accuracy for CNNs")
   p.add_argument("--mode", choices=("auto", "min", "max"), default="auto",
@@ -580,11 +917,10 @@ def main(argv: list[str]) -> int:
     fixed.append(kv.removeprefix("--config."))
 
   sweep_dir = args.workdir or os.path.join("runs", "sweeps", sweep_name)
-  if not is_remote(sweep_dir):
-    sweep_dir = os.path.abspath(sweep_dir)
-    local_dir = sweep_dir
+  if is_url(sweep_dir):  # gs://: runs write there; logs and summaries stay on this machine
+    local_dir = os.path.join(REPO, "runs", "sweeps", sweep_name)
   else:
-    local_dir = os.path.join(REPO, "runs", "sweeps", sweep_name)  # logs and summaries
+    sweep_dir = local_dir = os.path.abspath(sweep_dir)
 
   base_seed = config.seed
   jobs = []
@@ -596,18 +932,23 @@ def main(argv: list[str]) -> int:
       jobs.append(Job(member, seed, group, name, f"{sweep_dir}/{name}",
                       os.path.join(local_dir, name, "log.txt")))
 
+  slices, command = None, None
   if args.launcher == "tpu":
     if not (args.tpu_name and args.tpu_zone):
       raise SystemExit("Error: --launcher=tpu needs --tpu-name and --tpu-zone.")
-    if not is_remote(sweep_dir):
+    slices = list(dict.fromkeys(n.strip() for n in args.tpu_name.split(",") if n.strip()))
+    if not slices:
+      raise SystemExit("Error: --tpu-name: give one or more slice names, a,b,c.")
+    if not is_url(sweep_dir):
       print("Warning: a multi-host TPU slice needs a shared workdir: pass --workdir=gs://...",
             file=sys.stderr)
     config_arg = os.path.relpath(config_path, REPO) + (f":{preset}" if preset else "")
-    for job in jobs:
-      job.cmd = tpu_command(job, module, config_arg, fixed, args)
-    if args.parallel > 1:
-      print("Note: --launcher=tpu runs one member at a time on the slice.", file=sys.stderr)
-      args.parallel = 1
+    command = lambda job, slot: tpu_command(job, module, config_arg, fixed, args, slot)
+    for i, job in enumerate(jobs):  # what a dry run shows: the slices in turn
+      job.cmd = command(job, slices[i % len(slices)])
+    if args.parallel and args.parallel != len(slices):
+      print(f"Note: --launcher=tpu runs one member per slice at a time ({len(slices)} at once).",
+            file=sys.stderr)
   else:
     config_arg = config_path + (f":{preset}" if preset else "")
     for job in jobs:
@@ -625,26 +966,37 @@ def main(argv: list[str]) -> int:
       return 2
 
   # A dry run of a gs:// sweep prints the commands without asking the bucket what is done.
-  look = not (args.dry_run and is_remote(sweep_dir))
-  finished = [j for j in jobs if look and path_exists(os.path.join(j.workdir, "results.json"))]
-  for j in finished:
+  look = not (args.dry_run and is_url(sweep_dir))
+  done_before = [j for j in jobs if look and finished(j.workdir)]
+  for j in done_before:
     j.status = "finished"
   todo = [j for j in jobs if j.status == "pending"]
   print(f"Sweep {sweep_name}: {len(members)} members x {args.seeds} seeds = {len(jobs)} runs of "
-        f"{module} in {sweep_dir} ({len(finished)} finished, {len(todo)} to run)", flush=True)
+        f"{module} in {sweep_dir} ({len(done_before)} finished, {len(todo)} to run)", flush=True)
+  slurm_dir = os.path.join(local_dir, "slurm")
+  slurm = None
+  if args.launcher == "slurm" and todo and not args.summarize:
+    slurm = slurm_files(todo, args, sweep_name, slurm_dir,
+                        summary_command(args, config_arg, sweep_dir, fixed))
   if args.dry_run:
     for j in jobs:
-      print(f"# {j.name}: finished" if j.status == "finished" else shlex.join(j.cmd))
+      if j.status == "finished":
+        print(f"# {j.name}: finished")
+      elif not slurm:
+        print(shlex.join(j.cmd))
+    if slurm:
+      return submit_slurm(slurm, slurm_dir, dry_run=True)
     return 0
 
   if not args.summarize:
-    for j in finished:
+    for j in done_before:
       print(f"  skip {j.name} (finished)")
     os.makedirs(local_dir, exist_ok=True)
     with open(os.path.join(local_dir, "sweep.json"), "w") as f:
       json.dump({"config": args.config, "sweep": sweep_name, "seeds": args.seeds,
                  "overrides": fixed, "members": members}, f, indent=1, default=str)
-    if todo and args.launcher == "local" and min(args.parallel, len(todo)) > 1:
+    at_once = {"local": args.parallel or 1, "tpu": 1, "slurm": len(todo)}[args.launcher]
+    if todo and min(at_once, len(todo)) > 1:
       try:
         base = apply_overrides(config, fixed_overrides(fixed))
         member_configs = [apply_overrides(base, j.member) for j in todo]
@@ -652,7 +1004,9 @@ def main(argv: list[str]) -> int:
         member_configs = [config]  # a bad override: its members fail and say so
       if not prepare_datasets(member_configs):
         return 1
-    Runner(todo, args.parallel, args.tail).run()
+    if slurm:
+      return submit_slurm(slurm, slurm_dir, dry_run=False)
+    Runner(todo, args.parallel or 1, args.tail, slots=slices, command=command).run()
 
   failed = [j for j in jobs if j.status == "failed"]
   summary = summarize(jobs, local_dir, is_gan, args.metric, args.mode,
@@ -665,6 +1019,10 @@ def main(argv: list[str]) -> int:
   interrupted = [j for j in jobs if j.status == "interrupted"]
   if interrupted:
     print(f"{len(interrupted)} runs stopped before finishing; rerun the same command to resume.")
+  elsewhere = [j for j in jobs if j.status == "running"]
+  if elsewhere:
+    print(f"{len(elsewhere)} runs were already running in another process and were not started "
+          "again: " + ", ".join(j.name for j in elsewhere))
   if failed:
     print(f"\n{len(failed)} of {len(jobs)} runs FAILED:")
     for j in failed:

@@ -6,7 +6,11 @@ import importlib.util
 import json
 import math
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -194,3 +198,232 @@ def test_sweep_runs_skips_and_reports_failures(tfds_dir, tmp_path):
     assert (sweep_dir / name / "log.txt").read_text().count("\n=== ") == 1
   assert (sweep_dir / bad / "log.txt").read_text().count("\n=== ") == 2
   assert f"--- {bad} (exit code 1)" in r2.stdout
+
+
+def test_apply_overrides_matches_config_flags():
+  """Overrides behave as --config.key=value: int -> float, unknown keys and wrong types raise."""
+  base = load_config("cnn_seed", "test")
+  config = sweep.apply_overrides(base, {"optimizer.learning_rate": 2, "batch_size": 64,
+                                        sweeps.LABEL: "label is not a key"})
+  assert isinstance(config.optimizer.learning_rate, float) and config.optimizer.learning_rate == 2.0
+  assert config.batch_size == 64 and base.batch_size == 128  # a copy
+  for key in ("optimizer.nope", "nope", "model.name.deeper"):
+    with pytest.raises(KeyError, match="unknown config key"):
+      sweep.apply_overrides(base, {key: 1})
+  with pytest.raises(TypeError):
+    sweep.apply_overrides(base, {"batch_size": "many"})
+  with pytest.raises(TypeError):
+    sweep.apply_overrides(base, {"batch_size": 2.5})
+
+
+def test_slurm_dry_run_scripts(tmp_path, capsys):
+  """--launcher=slurm --dry-run: an array over the unfinished runs, requeue on a clean stop, srun,
+  the user's #SBATCH options over the defaults, a dependent --summarize job; nothing written."""
+  _fake_results(str(tmp_path / "optimizer.learning_rate=0.3,seed=1"), 0.9, 0.1)
+  before = sorted(os.listdir(tmp_path))
+  rc = sweep.main(["--config=configs/cnn_seed.py:test", "--grid", "optimizer.learning_rate=0.3,1.0",
+                   "--seeds=2", "--launcher=slurm", "--dry-run", f"--workdir={tmp_path}",
+                   "--slurm-arg=--time=04:00:00", "--slurm-arg=--signal=TERM@300",
+                   "--slurm-arg=--partition=gpu", "--slurm-arg=--gpus-per-node=8",
+                   "--slurm-setup=module load cuda", "--overrides", "num_epochs=3"])
+  out = capsys.readouterr().out
+  assert rc == 0 and "(1 finished, 3 to run)" in out, out
+  assert sorted(os.listdir(tmp_path)) == before  # a dry run writes nothing
+  files = dict(re.findall(r"# ----- (\S+)\n(.*?)(?=\n# ----- |\Z)", out, re.S))
+  slurm_dir = f"{tmp_path}/slurm"
+  table, array, summary = (files[f"{slurm_dir}/{n}"]
+                           for n in ("members.tsv", "array.sbatch", "summary.sbatch"))
+  rows = [line.split("\t") for line in table.splitlines()]
+  assert [r[0] for r in rows] == ["optimizer.learning_rate=0.3,seed=0",
+                                  "optimizer.learning_rate=1,seed=0",
+                                  "optimizer.learning_rate=1,seed=1"]
+  assert rows[1][1] == f"{tmp_path}/optimizer.learning_rate=1,seed=0"
+  assert rows[1][3].endswith("--config.num_epochs=3 --config.optimizer.learning_rate=1.0 "
+                             "--config.seed=0") and " -m cnn.main " in rows[1][3]
+  sbatch = re.findall(r"^#SBATCH (\S+)$", array, re.M)
+  assert "--array=0-2" in sbatch and "--requeue" in sbatch and "--time=04:00:00" in sbatch
+  assert "--signal=TERM@300" in sbatch and "--signal=TERM@120" not in sbatch  # replaced
+  assert "--gpus-per-node=8" in sbatch and "--nodes=1" in sbatch
+  assert f"--output={slurm_dir}/%A_%a.out" in sbatch
+  assert 'srun --kill-on-bad-exit=1 bash -c "exec $cmd"' in array
+  assert 'scontrol requeue "$task"' in array
+  assert 'task="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"' in array
+  assert "module load cuda" in array and "module load cuda" in summary
+  assert array.index("if finished; then") < array.index("srun ")  # skipped inside the task too
+  assert re.findall(r"^#SBATCH (\S+)$", summary, re.M)[-1] == "--partition=gpu"
+  assert "--gpus-per-node=8" not in summary
+  assert ("--grid optimizer.learning_rate=0.3,1.0 --seeds=2 " in summary and
+          "--overrides num_epochs=3 --summarize" in summary)
+  for text in (array, summary):
+    script = tmp_path.parent / "check.sh"
+    script.write_text(text)
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+  submit = out.split("# ----- submit\n")[1].splitlines()
+  assert submit == [f"sbatch --parsable {slurm_dir}/array.sbatch",
+                    f"sbatch --parsable '--dependency=afterany:<ARRAY_JOB_ID>' "
+                    f"{slurm_dir}/summary.sbatch"]
+
+  rc = sweep.main(["--config=configs/cnn_seed.py:test", "--launcher=slurm", "--dry-run",
+                   f"--workdir={tmp_path}", "--parallel=2", "--seeds=3"])
+  assert rc == 0 and "#SBATCH --array=0-2%2" in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="long form"):
+    sweep.main(["--config=configs/cnn_seed.py:test", "--launcher=slurm", "--dry-run",
+                f"--workdir={tmp_path}", "--slurm-arg=-t 10"])
+
+
+def test_tpu_dry_run_spreads_members_over_slices(capsys):
+  rc = sweep.main(["--config=configs/wgan_gp.py:cpu", "--sweep=ablation", "--dry-run",
+                   "--launcher=tpu", "--tpu-name=a,b,c", "--tpu-zone=us-west4-a",
+                   "--workdir=gs://bucket/sweeps/wgan_gp"])
+  out = capsys.readouterr().out
+  names = re.findall(r"scripts/tpu.py run --name=(\w+) ", out)
+  assert rc == 0 and names == ["a", "b", "c", "a", "b", "c"], out
+
+
+FAKE_GCLOUD = """#!{python}
+# Stands in for `gcloud compute tpus tpu-vm ssh SLICE ... --command=...`: logs when each member ran
+# on which slice, sleeps, and writes the member's results.json as a finished run would.
+import json, os, re, sys, time
+slice_name = sys.argv[sys.argv.index("ssh") + 1]
+command = next(a for a in sys.argv if a.startswith("--command="))
+workdir = re.search(r"--workdir=(\\S+)", command).group(1)
+def event(kind):
+  with open(os.environ["FAKE_GCLOUD_EVENTS"], "a") as f:
+    f.write(json.dumps({{"slice": slice_name, "kind": kind, "t": time.time(),
+                         "run": os.path.basename(workdir)}}) + "\\n")
+event("start")
+time.sleep(1.0)
+os.makedirs(workdir, exist_ok=True)
+with open(os.path.join(workdir, "results.json"), "w") as f:
+  json.dump({{"test": {{"accuracy": 0.5}}}}, f)
+event("end")
+"""
+
+
+def test_tpu_slices_run_one_member_each_at_a_time(tmp_path):
+  """5 members on 2 slices (a fake gcloud): both slices busy at once, never 2 members on one."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+  (bin_dir / "gcloud").chmod(0o755)
+  events_path = tmp_path / "events.jsonl"
+  sweep_dir = tmp_path / "sweep"
+  r = run_module(["scripts/sweep.py", "--config=configs/cnn_seed.py:test",
+                  "--grid", "optimizer.learning_rate=0.1,0.2,0.3,0.4,0.5", "--launcher=tpu",
+                  "--tpu-name=s1,s2", "--tpu-zone=z", f"--workdir={sweep_dir}"],
+                 env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}",
+                            "FAKE_GCLOUD_EVENTS": str(events_path)}, timeout=300)
+  assert r.returncode == 0, r.stdout + r.stderr
+  events = [json.loads(line) for line in events_path.read_text().splitlines()]
+  assert len(events) == 10 and {e["slice"] for e in events} == {"s1", "s2"}
+  assert len({e["run"] for e in events}) == 5
+  busy, most = {}, 0
+  for e in sorted(events, key=lambda e: (e["t"], e["kind"] == "start")):
+    if e["kind"] == "start":
+      assert e["slice"] not in busy, f"two members at once on {e['slice']}"
+      busy[e["slice"]] = e["run"]
+      most = max(most, len(busy))
+    else:
+      assert busy.pop(e["slice"]) == e["run"]
+  assert most == 2  # both slices at once
+  assert len(re.findall(r"^  start optimizer.learning_rate=0.\d,seed=0 on s[12]$", r.stdout, re.M)) == 5
+  with open(sweep_dir / "summary.csv") as f:
+    assert len(list(csv.DictReader(f))) == 5
+
+
+def test_claim_sees_live_runs_in_markers_and_run_locks(tmp_path):
+  job = sweep.Job({}, 0, "base", "base,seed=0", str(tmp_path / "w"), str(tmp_path / "m" / "log.txt"))
+  sleeper = subprocess.Popen(["sleep", "60"])
+  try:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    # A stale marker (its process is gone) is taken over; a live one is respected.
+    os.makedirs(os.path.dirname(job.marker))
+    with open(job.marker, "w") as f:
+      json.dump({"pid": dead.pid, "host": sweep.HOST}, f)
+    assert sweep.claim(job) is None
+    assert json.load(open(job.marker))["pid"] == os.getpid()
+    sweep.release(job)
+    assert not os.path.exists(job.marker)
+    with open(job.marker, "w") as f:
+      json.dump({"pid": sleeper.pid, "host": sweep.HOST}, f)
+    assert sweep.claim(job)["pid"] == sleeper.pid
+    with open(job.marker, "w") as f:  # the same pid on another host says nothing here
+      json.dump({"pid": sleeper.pid, "host": sweep.HOST + "-other"}, f)
+    assert sweep.claim(job) is None
+    sweep.release(job)
+    # The run's own <workdir>/.lock ({"pid", "host", "start"}).
+    os.makedirs(job.workdir)
+    with open(os.path.join(job.workdir, ".lock"), "w") as f:
+      json.dump({"pid": sleeper.pid, "host": sweep.HOST, "start": 0}, f)
+    assert sweep.claim(job)["pid"] == sleeper.pid and not os.path.exists(job.marker)
+    with open(os.path.join(job.workdir, ".lock"), "w") as f:
+      json.dump({"pid": dead.pid, "host": sweep.HOST, "start": 0}, f)
+    assert sweep.claim(job) is None
+  finally:
+    sleeper.kill()
+    sleeper.wait()
+
+
+def _proc_cmdlines() -> list[str]:
+  out = []
+  for pid in os.listdir("/proc"):
+    if pid.isdigit() and sweep.pid_alive(int(pid)):
+      try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+          out.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+      except OSError:
+        pass
+  return out
+
+
+def _wait_for(predicate, timeout: float, what: str):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = predicate()
+    if value:
+      return value
+    time.sleep(0.3)
+  raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir, tmp_path):
+  """A second driver of the same sweep doesn't start the member the first one runs; kill -9 of
+  the first driver makes the member save a checkpoint and exit."""
+  del tfds_dir
+  sweep_dir = tmp_path / "sweep"
+  name = "optimizer.learning_rate=1,seed=0"
+  member_dir = sweep_dir / name
+  args = [sys.executable, "scripts/sweep.py", "--config=configs/cnn_seed.py:test",
+          "--grid", "optimizer.learning_rate=1.0", f"--workdir={sweep_dir}",
+          "--overrides", "num_epochs=500", "steps_per_call=1"]
+  driver = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+  member_pid = None
+  try:
+    _wait_for(lambda: (member_dir / "metrics.jsonl").exists(), 180, "the member's first epoch")
+    member_pid = json.loads((member_dir / ".running").read_text())["pid"]
+    assert member_pid != driver.pid and sweep.pid_alive(member_pid)
+
+    second = run_module(args[1:], timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"skip {name} (already running: pid {member_pid} on {sweep.HOST})" in second.stdout
+    assert (member_dir / "log.txt").read_text().count("\n=== ") == 1
+    assert sum(f"--workdir={member_dir} " in c for c in _proc_cmdlines()) == 1
+    assert not (member_dir / "results.json").exists()
+
+    driver.kill()  # SIGKILL: no handler runs in the driver
+    driver.wait(timeout=30)
+    _wait_for(lambda: not sweep.pid_alive(member_pid), 90, "the member to exit")
+    log = (member_dir / "log.txt").read_text()
+    assert "Preempted: saved step" in log, log[-2000:]
+    assert any(p.name.isdigit() for p in (member_dir / "checkpoints").iterdir())
+    assert not (member_dir / "results.json").exists()
+  finally:
+    if driver.poll() is None:
+      driver.kill()
+      driver.wait()
+    if member_pid and sweep.pid_alive(member_pid):
+      os.kill(member_pid, signal.SIGKILL)
