@@ -194,12 +194,9 @@ def fixed_overrides(fixed: list[str]) -> dict:
 def check_members(config, members: list[dict], is_gan: bool) -> list[str]:
   """Validates every member's config in this process; returns one error line per bad member."""
   if is_gan:
-    from gan import train as task  # pylint: disable=g-import-not-at-top
-    check = task.check
+    from gan.keys import validate as check  # pylint: disable=g-import-not-at-top
   else:
-    from cnn import train as task  # pylint: disable=g-import-not-at-top
-    from common import config as cfg  # pylint: disable=g-import-not-at-top
-    check = lambda c: cfg.validate(c, task.RULES)
+    from cnn.keys import validate as check  # pylint: disable=g-import-not-at-top
   errors = []
   for m in members:
     try:
@@ -244,8 +241,8 @@ def tpu_command(job: Job, module: str, config_arg: str, fixed: list[str], args,
 PREPARE = """
 import json, sys
 import ml_collections
-from common import data
-data.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
+from common import datasets
+datasets.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
 """
 
 
@@ -262,7 +259,7 @@ def prepare_datasets(configs) -> bool:
       if any(data_dir.glob(f"{c.dataset}/*/dataset_info.json")):
         continue
     except Exception:  # pylint: disable=broad-except
-      pass  # unreadable: let common.data.prepare say why
+      pass  # unreadable: let common.datasets.prepare say why
     wanted[(c.dataset, c.data_dir, c.manual_dir)] = c
   for (dataset, _, _), c in wanted.items():
     print(f"Preparing dataset {dataset} before starting members in parallel...", flush=True)
