@@ -167,8 +167,10 @@ def _read_tfds(config) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndar
     if split not in builder.info.splits and builder.info.splits:
       raise DataError(f"Dataset {config.dataset!r} has no {split!r} split (it has "
                       f"{', '.join(builder.info.splits)}).")
-    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    splits[split] = (np.asarray(arrays["image"]), np.asarray(arrays["label"], np.int32))
+    # Batches, not batch_size=-1: that needs the split's size, which mock and some builders lack.
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(8192)))
+    splits[split] = (np.concatenate([b["image"] for b in batches]),
+                     np.concatenate([b["label"] for b in batches]).astype(np.int32))
   return info, splits
 
 

@@ -205,3 +205,18 @@ def test_evaluate_with_a_trained_classifier(acgan_run, tmp_path):
                   "--num=500"])  # a GAN run is no classifier
   assert r.returncode != 0 and "holds no cnn classifier run" in r.stderr
   assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_library_calls_equal_the_hand_written_formulas_they_replace():
+  """optax's sigmoid BCE and incremental_update against the formulas they replaced."""
+  logits = jnp.array([-30.0, -2.5, -1e-3, 0.0, 0.7, 3.0, 40.0])
+  for target in (0.0, 0.9, 0.95, 1.0):
+    old = target * jax.nn.softplus(-logits) + (1.0 - target) * jax.nn.softplus(logits)
+    np.testing.assert_allclose(losses.bce(logits, target), old, rtol=1e-6, atol=1e-6)
+  ema = {"w": jnp.array([0.0, 1.0, -2.0])}
+  params = {"w": jnp.array([1.0, 1.5, 2.0])}
+  for step in (0, 5, 10_000):
+    d = min(0.999, (1.0 + step) / (10.0 + step))
+    old = ema["w"] + (1.0 - d) * (params["w"] - ema["w"])
+    np.testing.assert_allclose(players_lib.ema_update(ema, params, 0.999, jnp.float32(step))["w"],
+                               old, rtol=1e-6, atol=1e-7)
