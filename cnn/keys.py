@@ -17,6 +17,8 @@ KEYS: cfg.Keys = {
                          "vgg, lenet: dropout before the last layer"),
     "augment_shift": Key(0, cfg.integer(0, 8),
                          "random translations of up to this many pixels while training"),
+    "augment_flip": Key(False, cfg.FLAG, "random horizontal flips while training (not for "
+                        "digits: clothing, natural images)"),
 }
 RETIRED = ("model.ndim",)  # keys of older runs that no longer exist (ndim: the data's rank)
 

@@ -12,6 +12,9 @@ from common.layers import BatchNorm, Activation, Conv, Dense, Dropout, Flatten, 
 from common.config import ConfigError
 
 
+SEED_HIDDEN = 10  # the course model's hidden dense layer (its width, not a class count)
+
+
 def _after(shape: tuple[int, ...], shrink) -> tuple[int, ...]:
   """Spatial sizes after one stage; refuses a stage that leaves nothing."""
   out = tuple(shrink(s) for s in shape[:-1])
@@ -26,7 +29,7 @@ def seed_cnn(input_shape: tuple[int, ...], num_classes: int, *, dtype=None,
   """The course's model: 27,320 parameters on MNIST's 28x28x1 and 10 classes (conv 160,
   dense 27,050, dense 110).
 
-  Conv2D(16, 3x3, relu, valid) -> MaxPool 2x2 -> Dropout 0.25 -> Flatten -> Dense(10, relu)
+  Conv2D(16, 3x3, relu, valid) -> MaxPool 2x2 -> Dropout 0.25 -> Flatten -> Dense(SEED_HIDDEN, relu)
   -> Dropout 0.5 -> Dense(num_classes); the softmax lives in the loss (from logits, stable).
   """
   if len(input_shape) != 3:
@@ -38,9 +41,9 @@ def seed_cnn(input_shape: tuple[int, ...], num_classes: int, *, dtype=None,
       MaxPool(2),
       Dropout(0.25),
       Flatten(),
-      Dense(math.prod(pooled) * 16, 10, activation="relu", dtype=dtype, rngs=rngs),
+      Dense(math.prod(pooled) * 16, SEED_HIDDEN, activation="relu", dtype=dtype, rngs=rngs),
       Dropout(0.5),
-      Dense(10, num_classes, dtype=dtype, rngs=rngs),
+      Dense(SEED_HIDDEN, num_classes, dtype=dtype, rngs=rngs),
   )
 
 

@@ -41,8 +41,15 @@ def random_shift(images: jax.Array, pixels: int, key: jax.Array) -> jax.Array:
   return jax.vmap(crop)(padded, starts)
 
 
+def random_flip(images: jax.Array, key: jax.Array) -> jax.Array:
+  """Mirrors each image left-right with probability 1/2, on device."""
+  flip = jax.random.bernoulli(key, 0.5, (images.shape[0],) + (1,) * (images.ndim - 1))
+  return jnp.where(flip, images[:, :, ::-1], images)
+
+
 def make_task(model: layers.Sequential, tx: optax.GradientTransformation, *, dtype: str,
-              augment_shift: int = 0, workdir: str | None = None) -> loop.Task:
+              augment_shift: int = 0, augment_flip: bool = False,
+              workdir: str | None = None) -> loop.Task:
   """The classification task: cross-entropy from logits, accuracy, and Figure 3 at the end."""
   graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
   dtype = jnp.dtype(dtype)
@@ -60,6 +67,8 @@ def make_task(model: layers.Sequential, tx: optax.GradientTransformation, *, dty
     images, labels = batch["image"][0], batch["label"][0]
     if augment_shift:
       images = random_shift(images, augment_shift, jax.random.fold_in(key, 2**31))
+    if augment_flip:
+      images = random_flip(images, jax.random.fold_in(key, 2**31 + 1))
 
     def loss_fn(params):
       logits, model_state = logits_fn(params, state.model_state, images, train=True, key=key)
@@ -104,7 +113,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str):
   reporting.print_line(layers.summary(model, info.shape, config.name))
   total_steps = shards.steps_per_epoch(splits["train"], config.batch_size) * config.num_epochs
   task = make_task(model, optim.make(config.optimizer, total_steps), dtype=config.dtype,
-                   augment_shift=config.augment_shift, workdir=workdir)
+                   augment_shift=config.augment_shift, augment_flip=config.augment_flip,
+                   workdir=workdir)
   return task, info, splits, mesh
 
 

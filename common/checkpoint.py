@@ -19,9 +19,12 @@ from jax.experimental import multihost_utils
 from common import reporting
 
 
-def _checkpoints_dir(workdir: str) -> epath.Path:
-  """workdir/checkpoints; a local workdir made absolute, which orbax requires."""
-  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / "checkpoints"
+LATEST, BEST = "checkpoints", "best_checkpoint"  # folders of the workdir
+
+
+def _checkpoints_dir(workdir: str, folder: str = LATEST) -> epath.Path:
+  """workdir/folder; a local workdir made absolute, which orbax requires."""
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / folder
 
 
 class CheckpointError(RuntimeError):
@@ -47,9 +50,10 @@ class Checkpoints:
   are never listed by latest_step().
   """
 
-  def __init__(self, workdir: str, max_to_keep: int, *, read_only: bool = False):
+  def __init__(self, workdir: str, max_to_keep: int, *, read_only: bool = False,
+               folder: str = LATEST):
     self.workdir = workdir
-    self.directory = _checkpoints_dir(workdir)
+    self.directory = _checkpoints_dir(workdir, folder)
     self.read_only = read_only
     self.skipped: dict[int, str] = {}  # damaged steps, and why
     self.restored_step: int | None = None

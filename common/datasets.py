@@ -152,8 +152,9 @@ def _mnist1d() -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
   from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
   d = make_dataset(get_dataset_args())
   x, x_test = (d[k].astype(np.float32)[..., None] for k in ("x", "x_test"))
-  info = DatasetInfo("mnist1d", getattr(mnist1d, "__version__", "0"), x.shape[1:], 10,
-                     tuple(str(i) for i in range(10)), "float32")
+  classes = int(max(d["y"].max(), d["y_test"].max())) + 1
+  info = DatasetInfo("mnist1d", getattr(mnist1d, "__version__", "0"), x.shape[1:], classes,
+                     tuple(str(i) for i in range(classes)), "float32")
   return info, {"train": (x, d["y"].astype(np.int32)),
                 "test": (x_test, d["y_test"].astype(np.int32))}
 

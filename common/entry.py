@@ -36,12 +36,12 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
 
 
-def parse_step(text: str) -> int | None:
-  """--step: 'latest' (None) or a step number."""
-  if text == "latest":
-    return None
+def parse_step(text: str) -> int | str | None:
+  """--step: 'latest' (None), 'best', or a step number."""
+  if text in ("latest", "best"):
+    return None if text == "latest" else text
   if not text.isdigit():
-    sys.exit(f"Error: --step={text!r}: use latest or a step number.")
+    sys.exit(f"Error: --step={text!r}: use latest, best or a step number.")
   return int(text)
 
 

@@ -31,6 +31,10 @@ RUN = {
     "eval_every_epochs": Key(1, integer(1), "epochs between evaluations", resumable=True),
     "checkpoint_every_epochs": Key(1, integer(1), "epochs between checkpoints", resumable=True),
     "max_checkpoints": Key(3, integer(1), "checkpoints kept", resumable=True),
+    "best_metric": Key("", TEXT, "also keep the checkpoint with the best value of this epoch "
+                       "metric (e.g. val_accuracy, eval_fid); '' for none", resumable=True),
+    "best_mode": Key("min", choice("min", "max"), "whether lower or higher best_metric is better",
+                     resumable=True),
     "dtype": Key("float32", choice("float32", "bfloat16"),
                  "compute dtype; parameters and optimizer state stay float32"),
     "progress_bar": Key("auto", choice("auto", "on", "off"), "progress bar inside epochs",

@@ -247,6 +247,8 @@ class _Run:
   preemption: checkpoint.Preemption
   history: list
   evaluate: Callable | None
+  best_ckpts: checkpoint.Checkpoints | None = None
+  best: dict | None = None     # the best epoch so far by config.best_metric
   train_time: float = 0.0
   epoch_seconds: float = 0.0
   saved_step: int = -1
@@ -267,8 +269,11 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   step = int(state.step)
   history = writer.history(up_to_epoch=step // plan.steps_per_epoch, recovered=meta["history"])
   evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
+  best_ckpts = (checkpoint.Checkpoints(workdir, 1, folder=checkpoint.BEST)
+                if config.best_metric else None)
   r = _Run(config, workdir, task, splits, mesh, plan, ckpts, writer, progress,
-           checkpoint.Preemption(), history, evaluate, meta["train_time_s"])
+           checkpoint.Preemption(), history, evaluate, best_ckpts, meta.get("best"),
+           meta["train_time_s"])
   feed = _feed(plan, task, splits["train"], mesh, state, step)
   try:
     compiled, zero_sums, compile_s = _compile(task, plan, state, feed, splits["train"], config,
@@ -288,9 +293,11 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   finally:
     feed.close()
     ckpts.close()
+    if best_ckpts is not None:
+      best_ckpts.close()
     r.preemption.close()
   results = {"preempted": step < plan.total_steps, "step": step, "compile_time_s": compile_s,
-             "train_time_s": r.train_time}
+             "train_time_s": r.train_time, **({"best": r.best} if r.best else {})}
   if not results["preempted"]:
     _finish(r, state, results)
   results["wall_time_s"] = timer()
@@ -344,15 +351,27 @@ def _end_of_epoch(r: _Run, state, sums, step: int, resumed_steps: int) -> None:
            if k not in ("epoch", "step", "epoch_time_s", "examples_per_sec")}
   reporting.print_line(reporting.keras_line(epoch, c.num_epochs, spe, spe, r.epoch_seconds, shown))
   r.writer.write_epoch(record)
+  _keep_if_best(r, state, record)
   if epoch % c.checkpoint_every_epochs == 0 or step == r.plan.total_steps:
     _save(r, state, step, None)
+
+
+def _keep_if_best(r: _Run, state, record: dict) -> None:
+  """Saves the state to the best-checkpoint folder when config.best_metric improves."""
+  name, sign = r.config.best_metric, 1.0 if r.config.best_mode == "min" else -1.0
+  if r.best_ckpts is None or name not in record:
+    return
+  if r.best is None or sign * record[name] < sign * r.best["value"]:
+    r.best = {"metric": name, "value": record[name], "epoch": record["epoch"],
+              "step": record["step"]}
+    r.best_ckpts.save(record["step"], state, {"best": r.best})
 
 
 def _save(r: _Run, state, step: int, epoch_sums: dict | None) -> None:
   """Saves state and a JSON record: the partial epoch's metric sums, training time, history."""
   if step != r.saved_step:  # a preemption right after the epoch-end save saves nothing twice
     r.ckpts.save(step, state, {"epoch_sums": epoch_sums, "train_time_s": r.train_time,
-                               "history": r.history})
+                               "history": r.history, "best": r.best})
     r.saved_step = step
 
 

@@ -100,18 +100,22 @@ class Restored:
 
 
 def restore_run(workdir: str, keys: cfg.Keys, template: Callable[[Any, datasets.DatasetInfo], Any],
-                *, retired: tuple[str, ...] = (), step: int | None = None,
+                *, retired: tuple[str, ...] = (), step: int | str | None = None,
                 what: str = "run") -> Restored:
-  """Reads a run back: config, metadata, and the latest (or `step`'s) checkpoint.
+  """Reads a run back: config, metadata, and the latest, the best (step='best', kept by
+  config.best_metric) or step N's checkpoint.
 
   `template(config, info)` builds a state of the right structure, shapes and shardings (values
   unused); the checkpoint is only read.
   """
   config = read_config(workdir, keys, retired, what)
   info = read_info(workdir, config)
-  if not (epath.Path(workdir) / "checkpoints").exists():
-    raise RunError(f"No checkpoint in {workdir}: train there first.")
-  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=10**6, read_only=True)
+  folder = checkpoint.BEST if step == "best" else checkpoint.LATEST
+  if not (epath.Path(workdir) / folder).exists():
+    raise RunError(f"No checkpoint in {workdir}/{folder}: train there first" + (
+        " with --config.best_metric set." if step == "best" else "."))
+  step = None if step == "best" else step
+  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=10**6, read_only=True, folder=folder)
   try:
     if ckpts.latest_step() is None:
       raise RunError(f"No checkpoint in {workdir}: train there first.")

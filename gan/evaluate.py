@@ -1,7 +1,7 @@
 """Evaluates a trained GAN with a classifier of the same dataset (metrics: gan/evaluation.py).
 
     python -m gan.evaluate --workdir=runs/acgan [--classifier_workdir=runs/cnn] [--num=10000]
-        [--step=latest|N]
+        [--step=latest|best|N]
 
 Prints every metric beside its value for real images, and writes them with their protocol to
 the run's results.json under "eval".
@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A GAN run's workdir.", required=True)
 flags.DEFINE_string("classifier_workdir", None, "A cnn run's workdir; default the config's.")
 flags.DEFINE_integer("num", None, "Samples to draw; default config.eval_samples.")
-flags.DEFINE_string("step", "latest", "Checkpoint to evaluate: latest or a step number.")
+flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number.")
 flags.DEFINE_integer("seed", None, "Sampling seed; default config.seed + 2.")
 
 

@@ -12,6 +12,10 @@ training images against the test split (`real`): how far from real the model is.
   class_histogram       fraction of samples predicted as each class (mode coverage)
   conditional_accuracy  conditional models: samples classified as the class they were drawn for
   intra_class_fd        conditional models: mean over classes of the per-class FD
+  cas                   conditional models: the classification accuracy score (Ravuri and
+                        Vinyals 2019), the test accuracy of a fresh course CNN trained on the
+                        labelled samples only (`real`: trained on as many real images)
+During training, `TrainingEvaluator` computes the cheap ones every eval_every_epochs.
 The protocol (classifier, sample counts, reference split, seed, generator weights and step) is
 recorded with the numbers.
 """
@@ -19,12 +23,15 @@ recorded with the numbers.
 import hashlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from common import datasets
 from common import reporting
 from common import runs
 from common import shards
+from cnn import keys as cnn_keys
 from cnn import train as cnn_train
 from gan import keys
 from gan import metrics
@@ -89,6 +96,28 @@ def feature_metrics(feats, probs, labels, ref_feats, ref_labels, num_classes: in
   return out
 
 
+def classification_accuracy(info: datasets.DatasetInfo, images, labels, test, epochs: int,
+                            seed: int = 0, batch: int = 100) -> float:
+  """Test accuracy of the course CNN (Adam 1e-3) trained `epochs` epochs on (images, labels)."""
+  model_config = cnn_keys.get_config().model  # model.name 'seed': the course's architecture
+  model = cnn_train.build_model(model_config, info, jnp.float32, jax.random.PRNGKey(seed))
+  task = cnn_train.make_task(model, optax.adam(1e-3), dtype="float32")
+  state, step = task.init(jax.random.PRNGKey(seed)), jax.jit(task.train_step)
+  rng = np.random.default_rng(seed)
+  for epoch in range(epochs):
+    order = rng.permutation(len(labels))
+    for i in range(len(labels) // batch):
+      rows = order[i * batch:(i + 1) * batch]
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch * 10**6 + i)
+      state, _ = step(state, {"image": images[rows][None], "label": labels[rows][None]}, key)
+  evaluate = jax.jit(task.eval_step)
+  correct = sum(float(evaluate(state, {"image": test.images[i:i + 1000],
+                                        "label": test.labels[i:i + 1000],
+                                        "mask": np.ones(len(test.labels[i:i + 1000]), bool)}
+                               )["accuracy"]) for i in range(0, len(test.labels), 1000))
+  return correct / len(test.labels)
+
+
 def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
              classifier_workdir: str | None = None, num: int | None = None,
              seed: int | None = None, step: int | None = None) -> dict:
@@ -110,9 +139,14 @@ def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
   real_feats, real_probs = classify(train.images[:num])
   out["real"] = feature_metrics(real_feats, real_probs, train.labels[:num], ref_feats,
                                 test.labels[:num], info.num_classes, conditional)
+  if conditional:
+    out["cas"] = classification_accuracy(info, images, labels, test, config.cas_epochs)
+    out["real"]["cas"] = classification_accuracy(info, train.images[:num], train.labels[:num],
+                                                 test, config.cas_epochs)
   out["protocol"] = dict(protocol, num_samples=num, reference="test",
                          num_reference=int(min(num, len(test.labels))),
                          num_real=int(min(num, len(train.labels))), sampling_seed=seed,
+                         cas_epochs=config.cas_epochs,
                          generator="ema" if "g_ema" in state.model_state else "online",
                          step=int(state.step) if step is None else step)
   _report(out)
@@ -130,3 +164,35 @@ def _report(out: dict) -> None:
   if max(out["class_histogram"]) > 0.5:
     reporting.print_line("Warning: mode collapse: over half of the samples are classified as one "
                          "class.")
+
+
+class TrainingEvaluator:
+  """The cheap metrics (FD, classifier score, precision, recall, conditional accuracy) on
+  config.train_eval_samples samples, for the per-epoch record; off without a classifier."""
+
+  def __init__(self, config, info: datasets.DatasetInfo, players, mesh):
+    self.config, self.players, self.classify = config, players, None
+    if config.train_eval_samples == 0:
+      return
+    try:
+      self.classify, _ = load_classifier(config.classifier_workdir, info, mesh)
+    except runs.RunError as e:
+      reporting.print_line(f"No evaluation during training: {e}")
+      return
+    _, host = datasets.load_host(config)
+    self.ref_feats, _ = self.classify(host["test"].images[:config.train_eval_samples])
+
+  def __call__(self, state) -> dict:
+    if self.classify is None:
+      return {}
+    c = self.config
+    images, labels = players_lib.generate(c, self.players, state, c.train_eval_samples,
+                                          jax.random.PRNGKey(c.seed + 3))
+    feats, probs = self.classify(images)
+    precision, recall = metrics.precision_recall(self.ref_feats, feats)
+    out = {"eval_fid": metrics.frechet_distance(feats, self.ref_feats),
+           "eval_classifier_score": metrics.classifier_score(probs),
+           "eval_precision": precision, "eval_recall": recall}
+    if keys.conditional(c):
+      out["eval_conditional_accuracy"] = float(np.mean(probs.argmax(-1) == labels))
+    return out

@@ -55,6 +55,11 @@ KEYS: cfg.Keys = {
     "classifier_workdir": Key("runs/cnn", cfg.TEXT, "a cnn run on the same dataset whose "
                               "classifier evaluates samples", resumable=True),
     "eval_samples": Key(10000, cfg.integer(0), "samples for evaluation at the end (0: skip it)"),
+    "train_eval_samples": Key(1000, cfg.integer(0), "samples for the evaluation every "
+                              "eval_every_epochs while training (0: off; needs the classifier)",
+                              resumable=True),
+    "cas_epochs": Key(5, cfg.integer(1), "epochs of the classification accuracy score's "
+                      "classifier (conditional models)"),
 }
 RETIRED = ("model.num_classes",)  # now read from the dataset
 

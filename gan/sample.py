@@ -1,7 +1,7 @@
 """Draws samples from a trained GAN's checkpoint.
 
     python -m gan.sample --workdir=runs/acgan --num=100 --out=samples.npz [--label=6] [--png=grid.png]
-        [--step=latest|N]
+        [--step=latest|best|N]
 
 Writes `images` (uint8, N x H x W x C, like the dataset's) and, for conditional models, `labels`
 (balanced over the classes unless --label is given).
@@ -28,7 +28,7 @@ flags.DEFINE_string("out", None, "The .npz file to write.", required=True)
 flags.DEFINE_integer("label", None, "Draw only this class (conditional models).", lower_bound=0)
 flags.DEFINE_string("png", None, "Also save the samples as a PNG grid.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_string("step", "latest", "Checkpoint to sample: latest or a step number.")
+flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number.")
 
 
 def _check_outputs(*paths: str | None) -> None:

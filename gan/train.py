@@ -36,8 +36,9 @@ def grid_rows(info: datasets.DatasetInfo, conditional: bool) -> tuple[np.ndarray
 
 
 def make_task(config, info: datasets.DatasetInfo, players: players_lib.Players, g_tx, d_tx,
-              workdir: str) -> loop.Task:
-  """The GAN task for the shared loop: init, the adversarial step, per-epoch samples and plots."""
+              workdir: str, evaluator=None) -> loop.Task:
+  """The GAN task for the shared loop: init, the adversarial step, per-epoch samples, plots and
+  (with an evaluator) metrics every eval_every_epochs."""
   rows, row_labels = grid_rows(info, keys.conditional(config))
   grid_labels = jnp.asarray(np.repeat(rows, GRID_COLUMNS))
   z_fixed, _ = players_lib.sample_latent(config.model, info.num_classes,
@@ -57,6 +58,8 @@ def make_task(config, info: datasets.DatasetInfo, players: players_lib.Players, 
                             [("d_loss", "g_loss")], f"{config.name}: discriminator and generator",
                             ylabels=["loss"])
     warn_collapse(history)
+    due = epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+    return evaluator(state) if evaluator is not None and due else None
 
   def finish(state, history, results):
     del state, history, results
@@ -94,7 +97,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str):
   players, g_tx, d_tx = players_lib.build(config, info, total_steps)
   reporting.print_line(f"{config.name}: generator {players.num_params['g']:,} parameters, "
                        f"discriminator {players.num_params['d']:,} parameters")
-  return make_task(config, info, players, g_tx, d_tx, workdir), info, splits, mesh, players
+  evaluator = evaluation.TrainingEvaluator(config, info, players, mesh)
+  task = make_task(config, info, players, g_tx, d_tx, workdir, evaluator)
+  return task, info, splits, mesh, players
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
