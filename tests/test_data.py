@@ -43,6 +43,14 @@ def test_missing_manual_dir_says_where_to_put_files(tmp_path):
     datasets.load_host(c)
 
 
+def test_empty_manual_dir_fails_at_once_saying_where_to_put_files(tmp_path):
+  (tmp_path / "empty").mkdir()
+  c = load_config("cnn_seed", "test", data_dir=str(tmp_path / "tfds"),
+                  manual_dir=str(tmp_path / "empty"))
+  with pytest.raises(datasets.DataError, match="is empty. Put the original files in a folder"):
+    datasets.load_host(c)
+
+
 def test_wrong_checksum_is_reported(tmp_path, mnist_originals):
   manual = tmp_path / "mnist"
   shutil.copytree(mnist_originals, manual)
