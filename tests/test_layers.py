@@ -66,7 +66,7 @@ def test_dropout_keeps_expectation_and_rate():
 
 
 def test_seed_cnn_summary_matches_keras():
-  model = models.seed_cnn(rngs=nnx.Rngs(0))
+  model = models.seed_cnn((28, 28, 1), 10, rngs=nnx.Rngs(0))
   text = layers.summary(model, (28, 28, 1), "cnn_seed")
   assert layers.count_params(model) == 27_320
   for row in ["conv2d (Conv2D)", "(None, 26, 26, 16)", "160",
@@ -78,13 +78,13 @@ def test_seed_cnn_summary_matches_keras():
 
 
 def test_one_dimensional_vgg_runs_on_sequences():
-  model = models.vgg_cnn(in_channels=1, image_size=40, ndim=1, rngs=nnx.Rngs(0))
+  model = models.vgg_cnn((40, 1), 10, rngs=nnx.Rngs(0))
   out = model(jnp.zeros((4, 40, 1)), train=True, key=jax.random.PRNGKey(0))
   assert out.shape == (4, 10)
 
 
 def test_fused_first_conv_and_pool_equal_the_layers_applied_one_by_one():
-  model = models.seed_cnn(rngs=nnx.Rngs(0))
+  model = models.seed_cnn((28, 28, 1), 10, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model, nnx.Param)
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1))
   key = jax.random.PRNGKey(2)
@@ -127,3 +127,11 @@ def test_upsample_then_conv_runs_fused_and_equals_the_layers_one_by_one():
   for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, True)),
                   jax.tree.leaves(jax.grad(loss)(params, False))):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
+
+
+def test_course_cnn_sizes_its_dense_layer_from_the_input_shape():
+  # CIFAR-100's 32x32x3: conv 3*9*16 + 16 = 448; pooled 15x15x16 = 3600 inputs to Dense(10):
+  # 36,010; Dense(10 -> 100): 1,100.
+  model = models.seed_cnn((32, 32, 3), 100, rngs=nnx.Rngs(0))
+  assert layers.count_params(model) == 448 + 36_010 + 1_100
+  assert model(jnp.zeros((2, 32, 32, 3))).shape == (2, 100)
