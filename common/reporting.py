@@ -36,7 +36,9 @@ def keras_line(epoch: int, num_epochs: int, steps: int, total_steps: int, second
 
 
 class Progress:
-  """A progress bar inside an epoch, only when writing to a terminal."""
+  """A progress bar inside an epoch, only when writing to a terminal.
+
+  Our own over tqdm: it must share the line with Keras-style epoch lines and clear itself."""
 
   def __init__(self, enabled: bool | None = None):
     self.enabled = sys.stdout.isatty() if enabled is None else enabled
@@ -68,7 +70,10 @@ class WriteError(OSError):
 
 
 class Writer:
-  """metrics.jsonl (one object per epoch) and TensorBoard events in the workdir.
+  """metrics.jsonl (one object per epoch) and TensorBoard events (tensorboardX) in the workdir.
+
+  The jsonl file is our own over a library's logger: none we know appends crash-safely and reads
+  back tolerantly, which exact resume needs.
 
   A crash can't empty or corrupt metrics.jsonl: on a local filesystem each epoch's line is
   appended, flushed and fsynced; cloud storage has no append, so there the file is rewritten whole

@@ -83,7 +83,9 @@ def stream_chunks(mesh: Mesh, split: StreamedSplit, shuffle_key: jax.Array,
 
 
 class Prefetch:
-  """Runs an iterator in a background thread, `depth` items ahead, so the device never waits."""
+  """Runs an iterator in a background thread, `depth` items ahead, so the device never waits.
+
+  Our own over tf.data or grain prefetching: the items are already device arrays of one chunk."""
 
   def __init__(self, iterator: Iterator, depth: int = 2):
     self._queue = queue.Queue(maxsize=depth)

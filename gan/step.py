@@ -43,8 +43,8 @@ def g_loss(loss_config, out_fake: dict, fake_labels: jax.Array, aux: bool) -> tu
   return loss, dict(shown, g_loss=loss)
 
 
-def make_train_step(config, players: Players, g_tx, d_tx):
-  """(state, batch [d_steps, B, ...], key) -> (state, metrics): the adversarial step."""
+def make_d_update(config, players: Players, d_tx):
+  """One discriminator (critic) update on one real batch: the body `make_train_step` scans."""
   loss_config, model_config = config.loss, config.model
   aux = model_config.aux_classifier
 
@@ -79,6 +79,15 @@ def make_train_step(config, players: Players, g_tx, d_tx):
     if loss_config.clip > 0:
       d_params = losses.clip_weights(d_params, loss_config.clip)
     return (d_params, d_opt, d_state, g_params, g_state), shown
+
+  return d_update
+
+
+def make_train_step(config, players: Players, g_tx, d_tx):
+  """(state, batch [d_steps, B, ...], key) -> (state, metrics): the adversarial step."""
+  loss_config, model_config = config.loss, config.model
+  aux = model_config.aux_classifier
+  d_update = make_d_update(config, players, d_tx)
 
   def train_step(state, batch, key):
     params, opt, model_state = state.params, state.opt_state, state.model_state
