@@ -127,7 +127,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   keys.validate(config)
   runs.check_workdir(workdir, config, keys.KEYS, keys.RETIRED, fresh)
   task, info, splits, mesh = prepare(config, workdir)
-  runs.write_run_files(workdir, config, info)
+  runs.write_run_files(workdir, config, info, keys.KEYS, keys.RETIRED)
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   return loop.run(config, workdir, task, splits, mesh)
 

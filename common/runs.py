@@ -26,8 +26,11 @@ class RunError(RuntimeError):
   """A workdir that holds no run of the expected kind, or another config's run; says what to do."""
 
 
-def write_run_files(workdir: str, config, info: datasets.DatasetInfo) -> None:
-  """config.json and dataset.json (the metadata models, grids and evaluation were built from)."""
+def write_run_files(workdir: str, config, info: datasets.DatasetInfo, keys: cfg.Keys,
+                    retired: tuple[str, ...] = ()) -> None:
+  """config.json and dataset.json (the metadata models, grids and evaluation were built from),
+  after checking the workdir again: another run may have saved there while this one loaded data."""
+  check_workdir(workdir, config, keys, retired)
   reporting.write_json(workdir, CONFIG_FILE, cfg.to_dict(config))
   reporting.write_json(workdir, DATASET_FILE, info.to_json())
 

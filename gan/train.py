@@ -111,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   keys.validate(config)
   runs.check_workdir(workdir, config, keys.KEYS, keys.RETIRED, fresh)
   task, info, splits, mesh, players = prepare(config, workdir)
-  runs.write_run_files(workdir, config, info)
+  runs.write_run_files(workdir, config, info, keys.KEYS, keys.RETIRED)
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   state, results = loop.run(config, workdir, task, {"train": splits["train"]}, mesh)
   if results["preempted"] or not config.eval_samples:

@@ -152,3 +152,12 @@ def test_data_that_does_not_match_its_metadata_stops_with_a_clear_error():
     datasets.check(info, {"train": HostSplit(good.images.astype(np.float32), good.labels, 5)})
   with pytest.raises(datasets.DataError, match=r"labels 0..3 outside 0..2"):
     datasets.check(info, {"test": HostSplit(good.images, good.labels + (good.labels == 2), 5)})
+
+
+def test_a_damaged_decoded_cache_is_read_again_from_tfds(tfds_dir):
+  c = load_config("cnn_seed", "", data_dir=tfds_dir, manual_dir=MNIST_DIR, train_examples=100)
+  _, first = datasets.load_host(c)
+  path = datasets._arrays_path(c)  # pylint: disable=protected-access
+  path.write_bytes(path.read_bytes()[:1000])  # cut short, as a full disk or a crash would
+  _, again = datasets.load_host(c)
+  np.testing.assert_array_equal(again["train"].images, first["train"].images)

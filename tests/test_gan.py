@@ -170,6 +170,14 @@ def test_a_run_saved_before_a_config_key_existed_still_restores(acgan_run, tmp_p
   assert run.config.g_ema_decay == 0.0 and "g_ema" not in run.state.model_state
 
 
+def test_sample_into_a_missing_folder_is_refused_before_sampling(acgan_run, tmp_path):
+  r = run_module(["-m", "gan.sample", f"--workdir={acgan_run}", "--num=4",
+                  f"--out={tmp_path}/nowhere/x.npz"])
+  assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+      f"Error: The folder of {tmp_path}/nowhere/x.npz does not exist; create it or write "
+      "elsewhere."]
+
+
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
   r = run_module(["-m", "gan.sample", f"--workdir={tmp_path}", "--num=4", f"--out={tmp_path}/x.npz"])
   assert r.returncode != 0 and "Error: No GAN run in" in r.stderr and "Traceback" not in r.stderr
