@@ -18,9 +18,11 @@ With --placements, runs whole epochs through the training loop instead, once wit
 split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
 
 On CPU every row names the CPU (/proc/cpuinfo's model name) and whether it has avx2, avx512f,
-amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count; with --roofline (default on GPUs and
-TPUs) the device's matmul rate and copy bandwidth are measured too, and the epoch is reported as a
-fraction of them. On a GPU the torch peer runs there (--peer_device), in bfloat16 with --peer_bf16.
+amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count; with --roofline
+(default on GPUs and TPUs) the device's matmul rate and copy bandwidth are measured too (the matmul
+rate goes into every row), and the epoch is reported as a fraction of them. On a GPU the torch peer
+runs there (--peer_device), in bfloat16 with --peer_bf16; its compiled variant uses torch.compile's
+max-autotune mode and channels-last memory format.
 scripts/gpu_bench.sh runs every GPU figure of BENCHMARKS.md in one go.
 """
 
@@ -258,7 +260,8 @@ def summarize_peer(runs: list) -> dict:
   ok = [r for r in runs if "examples_per_sec" in r and "error" not in r]
   if not ok:
     return runs[0]
-  med = lambda k: float(np.median([r[k] for r in ok if r.get(k) is not None] or [np.nan]))  # pylint: disable=g-long-lambda
+  def med(k):
+    return float(np.median([r[k] for r in ok if r.get(k) is not None] or [np.nan]))
   by_speed = sorted(ok, key=lambda r: r["examples_per_sec"])
   row = dict(by_speed[(len(ok) - 1) // 2])
   row.update(examples_per_sec=med("examples_per_sec"), ms_per_step=med("ms_per_step"),

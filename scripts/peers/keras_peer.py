@@ -115,6 +115,7 @@ class EpochTimer(keras.callbacks.Callback):
         # begins: Keras reads each step's logs back to Python after it (a sync).
         if batch == 1 and self.first_step is None:
             self.first_step = time.perf_counter() - self.t0
+            self.first_cpu = time.process_time() - self.c0
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.t0)
@@ -128,17 +129,20 @@ def bench_cnn_seed(variant, args, x, y):
     x = x[:n].astype(np.float32) / 255.0
     y = keras.utils.to_categorical(y[:n], 10)
     model = cnn_seed_model(jit=(variant == "fit_jit"))
-    steps = args.steps or -(-n // args.batch)
+    steps = min(args.steps or -(-n // args.batch), -(-n // args.batch))
     n_used = min(n, steps * args.batch)
     timer = EpochTimer()
     model.fit(x[:n_used], y[:n_used], batch_size=args.batch, epochs=args.epochs,
               shuffle=True, verbose=0, callbacks=[timer])
-    first = timer.first_step if timer.first_step is not None else timer.times[0]
-    if len(timer.times) > 1:  # epoch 1 is warm-up
-        sec, cpu = statistics.median(timer.times[1:]), statistics.median(timer.cpu_times[1:])
+    if timer.first_step is None:  # a one-step epoch
+        timer.first_step, timer.first_cpu = timer.times[0], timer.cpu_times[0]
+    first = timer.first_step
+    if len(timer.times) > 1 or steps == 1:  # epoch 1 is warm-up (or the only timing there is)
+        sec = statistics.median(timer.times[1:] or timer.times)
+        cpu = statistics.median(timer.cpu_times[1:] or timer.cpu_times)
     else:  # one epoch: its steps after the first, scaled to the epoch
         sec = (timer.times[0] - first) * steps / max(1, steps - 1)
-        cpu = timer.cpu_times[0]
+        cpu = (timer.cpu_times[0] - timer.first_cpu) * steps / max(1, steps - 1)
     return {"examples_per_sec": n_used / sec, "ms_per_step": 1000 * sec / steps,
             "cpu_ms_per_step": 1000 * cpu / steps,
             "compile_s": max(0.0, timer.times[0] - sec), "first_step_s": first,

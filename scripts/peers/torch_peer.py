@@ -129,7 +129,7 @@ def bench_cnn_seed(args, x, y):
     model = layout(args, model)
     assert sum(p.numel() for p in model.parameters()) == 27320
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
-    steps = args.steps or -(-n // args.batch)
+    steps = min(args.steps or -(-n // args.batch), -(-n // args.batch))
     n_used = min(n, steps * args.batch)
     model.train()
 
@@ -151,17 +151,17 @@ def bench_cnn_seed(args, x, y):
             opt_step()
             if first_step is None:
                 sync(args)
-                first_step = time.perf_counter() - t0
+                first_step, first_cpu = time.perf_counter() - t0, time.process_time() - c0
                 log(f"  first step: {first_step:.2f}s")
         sync(args)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
         log(f"  epoch {epoch + 1}: {times[-1]:.2f}s loss={loss.item():.4f}")
-    if len(times) > 1:  # epoch 1 is warm-up
-        sec, cpu = statistics.median(times[1:]), statistics.median(cpu_times[1:])
+    if len(times) > 1 or steps == 1:  # epoch 1 is warm-up (or the only timing there is)
+        sec, cpu = statistics.median(times[1:] or times), statistics.median(cpu_times[1:] or cpu_times)
     else:  # one epoch: its steps after the first, scaled to the epoch
         sec = (times[0] - first_step) * steps / max(1, steps - 1)
-        cpu = cpu_times[0]
+        cpu = (cpu_times[0] - first_cpu) * steps / max(1, steps - 1)
     return {"examples_per_sec": n_used / sec, "ms_per_step": 1000 * sec / steps,
             "cpu_ms_per_step": 1000 * cpu / steps,
             "compile_s": warmup_and_steady(times[0], steps, sec / steps),
