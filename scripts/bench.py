@@ -254,6 +254,12 @@ def run_peer(framework: str, model: str, config, variant: str = "eager") -> dict
   return row
 
 
+def peer_label(r: dict) -> str:
+  """A peer row's name: its framework, and its variant where that says more (Keras: fit, ...)."""
+  v = r.get("variant")
+  return r["framework"] + (f" [{v}]" if v not in (None, "eager", "compiled") else "")
+
+
 def summarize_peer(runs: list) -> dict:
   """One row for the repeats of one peer variant: the run of median throughput, with the median
   throughput, step time and compile time of the runs, and every run's throughput."""
@@ -315,7 +321,7 @@ def main(argv):
       r["ours_over_this"] = ratio_to(rows[0], r)
     if ok:
       best = max(ok, key=lambda r: r["examples_per_sec"])
-      rows[0]["fastest_peer"] = best["framework"]
+      rows[0]["fastest_peer"] = peer_label(best)
       rows[0]["ratio_to_fastest_peer"] = best["ours_over_this"]
       rows[0]["ratio_repeats"] = min(len(rows[0]["examples_per_sec_runs"]), best["runs"])
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
@@ -350,8 +356,7 @@ def main(argv):
   print(f"| framework | config | batch | ms/step | examples/s | compile s | runs | {ratio_head} |")
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    name = r["framework"] + (f" [{r['variant']}]" if r.get("variant") not in (None, "eager",
-                                                                             "compiled") else "")
+    name = peer_label(r)
     if "error" in r:
       print(f"| {name} | error: {r['error']} | | | | | | |")
       continue
