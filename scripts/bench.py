@@ -3,17 +3,26 @@
     python scripts/bench.py --config=configs/cnn_seed.py [--steps=375] [--repeats=3] [--json]
     python scripts/bench.py --config=configs/cnn_seed.py --peers=keras,torch --peer_python=PY
     python scripts/bench.py --config=configs/acgan.py --peers=keras,torch --peer_python=PY
+    python scripts/bench.py --config=configs/cnn_seed.py --peers=torch --peer_variants=compiled
     python scripts/bench.py --config=configs/cnn_seed.py --placements=device,host
 
 Times the same jitted chunk of steps that training runs (data on device, per-step batches gathered
 by the epoch's permutation), after compiling it; compile time is reported separately. Peers are
-scripts/peers/*_peer.py, run in a subprocess with --peer_python (their own virtual environment).
+scripts/peers/*_peer.py, run in a subprocess with --peer_python (their own virtual environment),
+each framework in each of --peer_variants: eager (PyTorch eager; Keras with jit_compile=False) and
+compiled (torch.compile with TorchInductor; Keras with jit_compile=True, XLA), --repeats times each,
+interleaved. A peer row gives the median of its runs; the fastest peer is the variant with the
+highest median, and "ours / fastest" is the median over the repeats of our i-th timed chunk's
+throughput over that peer's i-th run's (the peers' compile time is reported apart, as ours is).
 With --placements, runs whole epochs through the training loop instead, once with the training
 split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
 
-Each row also gives the epoch's time and XLA's FLOP count; with --roofline (default on GPUs and
-TPUs) the device's matmul rate and copy bandwidth are measured too, and the epoch is reported as a
-fraction of them. On a GPU the torch peer runs there (--peer_device), in bfloat16 with --peer_bf16.
+On CPU every row names the CPU (/proc/cpuinfo's model name) and whether it has avx2, avx512f,
+amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count; with --roofline
+(default on GPUs and TPUs) the device's matmul rate and copy bandwidth are measured too (the matmul
+rate goes into every row), and the epoch is reported as a fraction of them. On a GPU the torch peer
+runs there (--peer_device), in bfloat16 with --peer_bf16; its compiled variant uses torch.compile's
+max-autotune mode and channels-last memory format.
 scripts/gpu_bench.sh runs every GPU figure of BENCHMARKS.md in one go.
 """
 
@@ -51,7 +60,11 @@ flags.DEFINE_bool("json", False, "Print JSON instead of a Markdown table.")
 flags.DEFINE_list("peers", [], "Peer frameworks to run in the same run: keras, torch.")
 flags.DEFINE_string("peer_python", os.environ.get("PEER_PYTHON", sys.executable),
                     "Python of the environment that has the peers' frameworks.")
-flags.DEFINE_integer("peer_epochs", 2, "Epochs (cnn) for each peer; the first is warm-up.")
+flags.DEFINE_list("peer_variants", ["eager", "compiled"], "Variants of each peer framework: eager "
+                  "(torch eager, Keras jit_compile=False), compiled (torch.compile, Keras "
+                  "jit_compile=True).")
+flags.DEFINE_integer("peer_epochs", 2, "Epochs (cnn) for each peer; the first is warm-up (with "
+                     "1, the first step is).")
 flags.DEFINE_integer("peer_steps", 30, "Timed steps (acgan) for each peer.")
 flags.DEFINE_string("peer_device", "", "Device for the peers: cpu or cuda (default: cuda when "
                     "JAX runs on a GPU, else cpu).")
@@ -63,6 +76,31 @@ flags.DEFINE_list("placements", [], "Instead: whole epochs through the training 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_MODELS = {"cnn_seed": "cnn_seed", "acgan": "acgan"}
+PEER_VARIANT_ARGS = {("torch", "eager"): [], ("torch", "compiled"): ["--compile"],
+                     ("keras", "eager"): ["--variant=eager"],
+                     ("keras", "compiled"): ["--variant=compiled"]}
+CPU_FLAGS = ("avx2", "avx512f", "amx_tile", "amx_bf16")
+
+
+def cpu_info() -> dict:
+  """The host CPU: /proc/cpuinfo's model name (else platform.processor()) and its speed-relevant
+  instruction-set flags (False where /proc/cpuinfo is missing)."""
+  model, flag_set = "", set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+          model = value.strip()
+        elif key in ("flags", "Features") and not flag_set:
+          flag_set = set(value.split())
+        if model and flag_set:
+          break
+  except OSError:
+    pass
+  return {"cpu_model": model or platform.processor() or platform.machine(),
+          "cpu_flags": {f: f in flag_set for f in CPU_FLAGS}}
 
 
 def is_gan(config) -> bool:
@@ -84,7 +122,7 @@ def _row(framework: str, config, steps: int, examples_per_sec: float, compile_s:
          batches_per_step: int) -> dict:
   """One table row: throughput, compile time, peak memory and the device."""
   stats = jax.devices()[0].memory_stats() or {}
-  return {
+  row = {
       "framework": framework, "config": config.name, "batch": config.batch_size, "steps": steps,
       "ms_per_step": 1e3 * config.batch_size * batches_per_step / examples_per_sec,
       "examples_per_sec": examples_per_sec, "compile_s": compile_s,
@@ -92,6 +130,9 @@ def _row(framework: str, config, steps: int, examples_per_sec: float, compile_s:
       "peak_device_mb": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
       "device": jax.devices()[0].device_kind, "devices": jax.device_count(),
   }
+  if jax.default_backend() == "cpu":
+    row.update(cpu_info())
+  return row
 
 
 def measure(config) -> dict:
@@ -122,6 +163,7 @@ def measure(config) -> dict:
   images = steps * config.batch_size * task.batches_per_step
   row = _row(f"jax {jax.__version__}", config, steps, images / float(np.median(times)),
              compile_s, task.batches_per_step)
+  row["examples_per_sec_runs"] = [images / t for t in times]  # paired with the peers' repeats
   row["epoch_s"] = row["ms_per_step"] * spe / 1e3
   row.update({f"{k}_per_epoch": v * spe for k, v in cost.items()})
   return row
@@ -186,22 +228,76 @@ def measure_placement(config, placement: str) -> dict:
               results["compile_time_s"], task.batches_per_step)
 
 
-def run_peer(framework: str, model: str, config) -> dict:
+def run_peer(framework: str, model: str, config, variant: str = "eager") -> dict:
+  """One run of a peer script in a subprocess: its JSON line, or a row with "error"."""
   script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
   args = [FLAGS.peer_python, script, f"--model={model}", "--json", f"--batch={config.batch_size}"]
+  args += PEER_VARIANT_ARGS[(framework, variant)]
   if framework == "torch":
     gpu = jax.default_backend() == "gpu"
     args += [f"--device={FLAGS.peer_device or ('cuda' if gpu else 'cpu')}"]
     args += ["--bf16"] if FLAGS.peer_bf16 else []
   if model == "cnn_seed":
     args += [f"--epochs={FLAGS.peer_epochs}"]
+    args += [f"--steps={FLAGS.steps}"] if FLAGS.steps else []  # the same steps as our timed chunk
   else:  # our step updates G on one batch of fresh noise, so the peers do the same work
     args += [f"--steps={FLAGS.peer_steps}", f"--gen_batch={config.batch_size}"]
   r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False, env=PEER_ENV)
   lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-  if r.returncode or not lines:
-    return {"framework": framework, "error": (r.stderr or r.stdout).strip().splitlines()[-1:]}
-  return json.loads(lines[-1])
+  row = json.loads(lines[-1]) if lines else {}
+  row.setdefault("framework", f"{framework} {variant}")
+  row["peer_variant"] = variant
+  if r.returncode or not lines or "error" in row:
+    row.setdefault("error", " ".join((r.stderr or r.stdout).strip().splitlines()[-1:]))
+  if row.get("device", "cpu") == "cpu":
+    row.update(cpu_info())
+  return row
+
+
+def peer_label(r: dict) -> str:
+  """A peer row's name: its framework, and its variant where that says more (Keras: fit, ...)."""
+  v = r.get("variant")
+  return r["framework"] + (f" [{v}]" if v not in (None, "eager", "compiled") else "")
+
+
+def summarize_peer(runs: list) -> dict:
+  """One row for the repeats of one peer variant: the run of median throughput, with the median
+  throughput, step time and compile time of the runs, and every run's throughput."""
+  ok = [r for r in runs if "examples_per_sec" in r and "error" not in r]
+  if not ok:
+    return runs[0]
+  def med(k):
+    return float(np.median([r[k] for r in ok if r.get(k) is not None] or [np.nan]))
+  by_speed = sorted(ok, key=lambda r: r["examples_per_sec"])
+  row = dict(by_speed[(len(ok) - 1) // 2])
+  row.update(examples_per_sec=med("examples_per_sec"), ms_per_step=med("ms_per_step"),
+             compile_s=med("compile_s"), runs=len(ok),
+             examples_per_sec_runs=[r["examples_per_sec"] for r in ok])
+  if len(ok) < len(runs):
+    row["failed_runs"] = [r.get("error") for r in runs if r not in ok]
+  return row
+
+
+def ratio_to(ours: dict, peer: dict) -> float:
+  """Median over the repeats of ours' i-th throughput over the peer's i-th."""
+  pairs = zip(ours.get("examples_per_sec_runs", [ours["examples_per_sec"]]),
+              peer.get("examples_per_sec_runs", [peer["examples_per_sec"]]))
+  return float(np.median([o / p for o, p in pairs]))
+
+
+def run_peers(model: str, config) -> list:
+  """Every framework in --peers in every --peer_variants, --repeats times each (interleaved, so
+  that a slow minute on a shared machine hits all of them); one summarized row per variant."""
+  keys = [(fw, v) for fw in FLAGS.peers for v in FLAGS.peer_variants]
+  unknown = [k for k in keys if k not in PEER_VARIANT_ARGS]
+  if unknown:
+    raise SystemExit(f"Error: unknown peer or variant {unknown}; peers: keras, torch; variants: "
+                     "eager, compiled.")
+  runs = {k: [] for k in keys}
+  for _ in range(max(1, FLAGS.repeats)):
+    for fw, v in keys:
+      runs[(fw, v)].append(run_peer(fw, model, config, v))
+  return [summarize_peer(runs[k]) for k in keys]
 
 
 def main(argv):
@@ -218,36 +314,62 @@ def main(argv):
     if FLAGS.peers and model not in PEER_MODELS:
       raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
                        f"{', '.join(PEER_MODELS)}.")
-    peers = [run_peer(peer, PEER_MODELS[model], config) for peer in FLAGS.peers]
+    peers = run_peers(PEER_MODELS[model], config) if FLAGS.peers else []
     rows = [measure(config)] + peers
-    ok = [r for r in peers if "examples_per_sec" in r]
+    ok = [r for r in peers if "examples_per_sec" in r and "error" not in r]
+    for r in ok:
+      r["ours_over_this"] = ratio_to(rows[0], r)
     if ok:
       best = max(ok, key=lambda r: r["examples_per_sec"])
-      rows[0]["ratio_to_fastest_peer"] = rows[0]["examples_per_sec"] / best["examples_per_sec"]
+      rows[0]["fastest_peer"] = peer_label(best)
+      rows[0]["ratio_to_fastest_peer"] = best["ours_over_this"]
+      rows[0]["ratio_repeats"] = min(len(rows[0]["examples_per_sec_runs"]), best["runs"])
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d"),
-          "jax": jax.__version__, "backend": jax.default_backend()}
+          "jax": jax.__version__, "backend": jax.default_backend(), **cpu_info()}
   roofline = FLAGS.roofline if FLAGS.roofline is not None else jax.default_backend() != "cpu"
   if roofline and not FLAGS.placements and rows[0].get("flops_per_epoch"):
     limits = device_limits()
     meta.update(limits)
+    for r in rows:  # the same machine's rate, measured now
+      if "error" not in r:
+        r.update(matmul_flops_per_s=limits["matmul_flops_per_s"], matmul=limits["matmul"])
     r = rows[0]
     r["flops_fraction"] = r["flops_per_epoch"] / limits["matmul_flops_per_s"] / r["epoch_s"]
     r["bytes_fraction"] = r["bytes_per_epoch"] / limits["bytes_per_s"] / r["epoch_s"]
+  summary = None
+  if "ratio_to_fastest_peer" in rows[0]:
+    summary = (f"fastest peer: {rows[0]['fastest_peer']} ; ours / fastest = "
+               f"{rows[0]['ratio_to_fastest_peer']:.2f}x (median of {rows[0]['ratio_repeats']})")
+  elif FLAGS.peers:
+    summary = "fastest peer: none (every peer run failed)"
   if FLAGS.json:
-    print(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(json.dumps({"meta": meta, "rows": rows, **({"summary": summary} if summary else {})},
+                     indent=1))
     return
   print(f"{meta['date']}, {meta['machine']}, device {rows[0]['device']} x{rows[0]['devices']}")
-  print("| framework | config | batch | ms/step | examples/s | compile s | ratio |")
-  print("|---|---|---|---|---|---|---|")
+  has = [f for f, v in meta["cpu_flags"].items() if v]
+  lacks = [f for f, v in meta["cpu_flags"].items() if not v]
+  print(f"CPU: {meta['cpu_model']} ({', '.join(has) or 'none of ' + ', '.join(CPU_FLAGS)}"
+        f"{'; no ' + ', '.join(lacks) if has and lacks else ''})")
+  ratio_head = "ours / this (median)" if FLAGS.peers else "ratio"
+  print(f"| framework | config | batch | ms/step | examples/s | compile s | runs | {ratio_head} |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
+    name = peer_label(r)
     if "error" in r:
-      print(f"| {r['framework']} | error: {r['error']} | | | | | |")
+      print(f"| {name} | error: {r['error']} | | | | | | |")
       continue
-    print(f"| {r['framework']} | {r.get('config', r.get('model'))} | {r.get('batch', '')} | "
+    ratio = r.get("ratio", r.get("ours_over_this", r.get("ratio_to_fastest_peer")))
+    runs = r.get("runs", len(r.get("examples_per_sec_runs", [])) or "")
+    print(f"| {name} | {r.get('config', r.get('model'))} | {r.get('batch', '')} | "
           f"{r['ms_per_step']:.2f} | {r['examples_per_sec']:,.0f} | "
-          f"{r.get('compile_s', float('nan')):.1f} | "
-          f"{r.get('ratio', r.get('ratio_to_fastest_peer', 1.0)):.2f} |")
+          f"{r.get('compile_s', float('nan')):.1f} | {runs} | "
+          f"{'' if ratio is None else f'{ratio:.2f}'} |")
+    if r.get("note"):
+      print(f"|  note: {r['note']} | | | | | | | |")
+  if summary:
+    print(f"\n{summary}")
   r = rows[0]
   if "epoch_s" in r:
     print(f"\nOne epoch ({r['epoch_s']:.3f} s): {r['flops_per_epoch'] / 1e12:.3f} TFLOP, "

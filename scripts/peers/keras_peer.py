@@ -26,9 +26,19 @@ ratio measured in the same run on the same machine.
 
 With --variant=all (the default) fit,fit_jit resp. train_on_batch,tf_function are
 timed and the fastest is reported; all timed variants are in the JSON under "variants".
+--variant=eager is the default Keras setting (jit_compile=False: fit resp. the faster of
+train_on_batch and tf_function), --variant=compiled (or --jit_compile) the XLA one
+(jit_compile=True: fit_jit resp. tf_function_jit). If jit_compile=True fails on this machine,
+the run falls back to its jit_compile=False counterpart and says so in the JSON ("fallback",
+"jit_compile_error") and on stderr, instead of crashing.
+
+Compile time is reported separately: compile_s is what the first epoch (cnn_seed) or the
+--warmup steps (acgan) took beyond their steady-state time (tracing, XLA compilation and
+warm-up), first_step_s the first step alone.
 
 Run (from the repo root, in the peers venv):
   /work/venv-peers/bin/python scripts/peers/keras_peer.py --model=cnn_seed --epochs=3 --json
+  /work/venv-peers/bin/python scripts/peers/keras_peer.py --model=cnn_seed --epochs=3 --jit_compile --json
   /work/venv-peers/bin/python scripts/peers/keras_peer.py --model=acgan --warmup=5 --steps=30 --json
 Prints exactly one JSON line on stdout with --json (logs go to stderr). Besides wall
 time it reports cpu_ms_per_step (this process's CPU time, all threads, per step): if
@@ -57,6 +67,9 @@ LATENT = 100
 VARIANTS = {"cnn_seed": ["fit", "fit_jit"],
             "acgan": ["train_on_batch", "tf_function", "tf_function_jit"]}
 DEFAULT_VARIANTS = {"cnn_seed": ["fit", "fit_jit"], "acgan": ["train_on_batch", "tf_function"]}
+ALIASES = {"eager": {"cnn_seed": ["fit"], "acgan": ["train_on_batch", "tf_function"]},
+           "compiled": {"cnn_seed": ["fit_jit"], "acgan": ["tf_function_jit"]}}
+NO_JIT = {"fit_jit": "fit", "tf_function_jit": "tf_function"}  # the fallback of each XLA variant
 
 
 def log(*a):
@@ -92,15 +105,23 @@ def cnn_seed_model(jit):
 
 class EpochTimer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
-        self.times, self.cpu_times = [], []
+        self.times, self.cpu_times, self.first_step, self.loss = [], [], None, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0, self.c0 = time.perf_counter(), time.process_time()
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # The first step (tracing and compiling the train function) has ended when the second
+        # begins: Keras reads each step's logs back to Python after it (a sync).
+        if batch == 1 and self.first_step is None:
+            self.first_step = time.perf_counter() - self.t0
+            self.first_cpu = time.process_time() - self.c0
+
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.t0)
         self.cpu_times.append(time.process_time() - self.c0)
-        log(f"  epoch {epoch + 1}: {self.times[-1]:.2f}s loss={logs.get('loss', float('nan')):.4f}")
+        self.loss = float(logs.get("loss", float("nan")))
+        log(f"  epoch {epoch + 1}: {self.times[-1]:.2f}s loss={self.loss:.4f}")
 
 
 def bench_cnn_seed(variant, args, x, y):
@@ -108,17 +129,25 @@ def bench_cnn_seed(variant, args, x, y):
     x = x[:n].astype(np.float32) / 255.0
     y = keras.utils.to_categorical(y[:n], 10)
     model = cnn_seed_model(jit=(variant == "fit_jit"))
-    steps = args.steps or -(-n // args.batch)
+    steps = min(args.steps or -(-n // args.batch), -(-n // args.batch))
     n_used = min(n, steps * args.batch)
     timer = EpochTimer()
     model.fit(x[:n_used], y[:n_used], batch_size=args.batch, epochs=args.epochs,
               shuffle=True, verbose=0, callbacks=[timer])
-    sec = statistics.median(timer.times[1:] or timer.times)
-    cpu = statistics.median(timer.cpu_times[1:] or timer.cpu_times)
+    if timer.first_step is None:  # a one-step epoch
+        timer.first_step, timer.first_cpu = timer.times[0], timer.cpu_times[0]
+    first = timer.first_step
+    if len(timer.times) > 1 or steps == 1:  # epoch 1 is warm-up (or the only timing there is)
+        sec = statistics.median(timer.times[1:] or timer.times)
+        cpu = statistics.median(timer.cpu_times[1:] or timer.cpu_times)
+    else:  # one epoch: its steps after the first, scaled to the epoch
+        sec = (timer.times[0] - first) * steps / max(1, steps - 1)
+        cpu = (timer.cpu_times[0] - timer.first_cpu) * steps / max(1, steps - 1)
     return {"examples_per_sec": n_used / sec, "ms_per_step": 1000 * sec / steps,
             "cpu_ms_per_step": 1000 * cpu / steps,
+            "compile_s": max(0.0, timer.times[0] - sec), "first_step_s": first,
             "batch": args.batch, "steps": steps * max(1, args.epochs - 1),
-            "epoch_seconds": [round(t, 3) for t in timer.times]}
+            "epoch_seconds": [round(t, 3) for t in timer.times], "loss": timer.loss}
 
 
 # -------------------------------------------------------------------- acgan
@@ -231,18 +260,24 @@ def bench_acgan(variant, args, x, y):
     perm = rng.permutation(len(x))
     b = args.batch
     t0 = t_start = time.perf_counter()
+    c0, first_step = time.process_time(), None
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             t0, c0 = time.perf_counter(), time.process_time()
         idx = perm[(i * b) % (len(x) - b):][:b]
         d_loss, g_loss = step(x[idx], y[idx], rng)
+        if i == 0:
+            first_step = time.perf_counter() - t_start  # the CPU runs the step synchronously
         if i < args.warmup or (i - args.warmup + 1) % 10 == 0:
             log(f"  step {i + 1}: {time.perf_counter() - t_start:.1f}s d_loss={np.ravel(d_loss)[0]:.4f} "
                 f"g_loss={np.ravel(g_loss)[0]:.4f}")
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"examples_per_sec": args.steps * b / sec, "ms_per_step": 1000 * sec / args.steps,
             "cpu_ms_per_step": 1000 * cpu / args.steps,
-            "batch": b, "gen_batch": args.gen_batch, "steps": args.steps}
+            "compile_s": max(0.0, (t0 - t_start) - args.warmup * sec / args.steps),
+            "first_step_s": first_step, "warmup_steps": args.warmup,
+            "batch": b, "gen_batch": args.gen_batch, "steps": args.steps,
+            "d_loss": float(np.ravel(d_loss)[0]), "g_loss": float(np.ravel(g_loss)[0])}
 
 
 def main():
@@ -250,8 +285,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=list(VARIANTS), default="cnn_seed")
     p.add_argument("--variant", default="all",
-                   help="all (fit,fit_jit | train_on_batch,tf_function) or a comma list of: "
-                   + ", ".join(sum(VARIANTS.values(), [])))
+                   help="all (fit,fit_jit | train_on_batch,tf_function), eager (jit_compile=False), "
+                   "compiled (jit_compile=True) or a comma list of: " + ", ".join(sum(VARIANTS.values(), [])))
+    p.add_argument("--jit_compile", action="store_true", help="the same as --variant=compiled")
     p.add_argument("--epochs", type=int, default=3, help="cnn_seed: epochs (the first is warm-up)")
     p.add_argument("--steps", type=int, default=None,
                    help="cnn_seed: steps per epoch (default: full epoch); acgan: timed steps (default 30)")
@@ -265,29 +301,52 @@ def main():
     args.batch = args.batch or (128 if args.model == "cnn_seed" else 100)
     if args.model == "acgan" and args.steps is None:
         args.steps = 30
-    variants = DEFAULT_VARIANTS[args.model] if args.variant == "all" else args.variant.split(",")
+    if args.jit_compile:
+        args.variant = "compiled"
+    variants = (DEFAULT_VARIANTS[args.model] if args.variant == "all"
+                else ALIASES[args.variant][args.model] if args.variant in ALIASES
+                else args.variant.split(","))
     if not set(variants) <= set(VARIANTS[args.model]):
-        p.error(f"--variant for {args.model}: all | {' | '.join(VARIANTS[args.model])}")
+        p.error(f"--variant for {args.model}: all | eager | compiled | {' | '.join(VARIANTS[args.model])}")
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     keras.utils.set_random_seed(0)
     x, y = load_mnist(args.mnist_dir)
     bench = bench_cnn_seed if args.model == "cnn_seed" else bench_acgan
-    results = {}
+    results, errors = {}, {}
     for v in variants:
         log(f"[keras {args.model}] variant {v}")
-        results[v] = bench(v, args, x, y)
+        try:
+            results[v] = bench(v, args, x, y)
+        except Exception as e:  # pylint: disable=broad-except
+            if v not in NO_JIT:
+                raise
+            # XLA can't compile some ops on some machines: measure the jit_compile=False counterpart
+            errors[v] = f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"
+            log(f"  jit_compile=True failed: {errors[v]}\n  falling back to {NO_JIT[v]} (jit_compile=False)")
+            results[v] = dict(bench(NO_JIT[v], args, x, y), fallback=NO_JIT[v])
         log(f"  -> {results[v]['examples_per_sec']:.1f} img/s, {results[v]['ms_per_step']:.2f} ms/step")
     best = max(results, key=lambda v: results[v]["examples_per_sec"])
-    out = {"framework": f"keras-tf {keras.__version__} / tf {tf.__version__}", "model": args.model,
-           "variant": best, **results[best], "threads": args.threads,
-           "variants": {v: {k: round(r[k], 2) for k in ("examples_per_sec", "ms_per_step", "cpu_ms_per_step")}
+    jit = best in NO_JIT and "fallback" not in results[best]
+    name = f"keras {keras.__version__}" + (
+        " jit_compile" if jit else " jit_compile failed, fell back to jit_compile=False" if best in errors else "")
+    out = {"framework": name, "tf": tf.__version__, "model": args.model,
+           "variant": best, "jit_compile": jit, **results[best], "threads": args.threads,
+           "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
+           "variants": {v: {k: round(r[k], 2) for k in ("examples_per_sec", "ms_per_step", "cpu_ms_per_step",
+                                                         "compile_s")}
                         for v, r in results.items()}}
+    if best in errors:
+        out["jit_compile_error"] = errors[best]
+        out["note"] = (f"jit_compile=True failed ({errors[best][:200]}); measured {results[best]['fallback']} "
+                       "with jit_compile=False instead")
     if args.json:
         print(json.dumps(out), flush=True)
     else:
         print(f"{out['framework']} {args.model} [{best}]: {out['examples_per_sec']:.1f} img/s, "
-              f"{out['ms_per_step']:.2f} ms/step ({args.threads} threads)")
+              f"{out['ms_per_step']:.2f} ms/step, compile {out['compile_s']:.1f} s ({args.threads} threads)")
+        if "note" in out:
+            print(out["note"])
 
 
 if __name__ == "__main__":
