@@ -26,7 +26,7 @@ def get_config(preset: str = ""):
   if preset == "cpu":
     c.name = "cnn_cpu"
     c.num_epochs = 3
-  if preset == "fashion_mnist":  # VGG-style pairs, flips; the goal, >= 93.5%, is not yet measured
+  if preset == "fashion_mnist":  # VGG-style pairs, flips: 94.08% test accuracy (BENCHMARKS.md)
     c.name = "cnn_fashion_mnist"
     c.dataset = "fashion_mnist"
     c.model.name = "vgg"
