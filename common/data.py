@@ -1,18 +1,23 @@
-"""A run's splits, placed: 'train' on the devices or streamed from the host, 'val' and 'test' on
-the devices, padded. Sources and metadata: common.datasets; layouts: common.shards and
-common.streaming."""
+"""A run's splits, placed: 'train' on the devices, streamed from host memory, or read from disk;
+'val' and 'test' on the devices, padded. Sources and metadata: common.datasets; layouts:
+common.shards (device), common.streaming (host memory) and common.disk (disk)."""
+
+import os
 
 from absl import logging
 from jax.sharding import Mesh
 
 from common import datasets
+from common import disk
 from common import parallel
 from common import shards
 from common import streaming
 from common.datasets import DataError, DatasetInfo, HostSplit
 
-# data_placement='auto' streams a training split that would fill more of a device than this.
+# data_placement='auto' streams a training split that would fill more of a device than this,
 DEVICE_FRACTION = 0.4
+# and reads it from disk when it would fill more of the host's available memory than this.
+HOST_FRACTION = 0.5
 
 
 def load(config, mesh: Mesh, *, train_batch: int,
@@ -20,24 +25,47 @@ def load(config, mesh: Mesh, *, train_batch: int,
   """config.dataset's metadata and its splits, placed (see the module docstring)."""
   per_device_eval = parallel.check_batch(eval_batch, mesh, "eval_batch_size")
   parallel.check_batch(train_batch, mesh)
-  info, host = datasets.load_host(config)
-  where = placement(config, host["train"], mesh)
-  logging.info("Training split (%.0f MB in this process) placed on %s", host["train"].images.nbytes
-               / 2**20, "the devices" if where == "device" else "the host, streamed")
-  out = {"train": (streaming.to_host_shards if where == "host" else shards.to_device)(
-      mesh, host["train"])}
+  if reads_from_disk(config):
+    info, source, evals = datasets.load_disk(config)
+    train = disk.to_disk_shards(mesh, source, info.shape, info.dtype, config.read_threads,
+                                config.read_prefetch_steps)
+    logging.info("Training split (%d examples) read from disk as it is used", train.num_examples)
+  else:
+    info, evals = datasets.load_host(config)
+    host_train = evals.pop("train")
+    where = placement(config, host_train, mesh)
+    logging.info("Training split (%.0f MB in this process) placed on %s", host_train.images.nbytes
+                 / 2**20, "the devices" if where == "device" else "the host, streamed")
+    train = (streaming.to_host_shards if where == "host" else shards.to_device)(mesh, host_train)
+  out = {"train": train}
   for name in ("val", "test"):
-    if name in host:
-      out[name] = shards.to_device(mesh, host[name], pad_to=per_device_eval)
-  n_local = out["train"].per_shard
-  if n_local * mesh.size < train_batch:
-    raise DataError(f"The training split holds {n_local * mesh.size} examples, fewer than one "
-                    f"batch of {train_batch}; lower config.batch_size.")
+    if name in evals:
+      out[name] = shards.to_device(mesh, evals[name], pad_to=per_device_eval)
+  if train.per_shard * mesh.size < train_batch:
+    raise DataError(f"The training split holds {train.per_shard * mesh.size} examples, fewer than "
+                    f"one batch of {train_batch}; lower config.batch_size.")
   return info, out
 
 
+def available_host_memory() -> int:
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def reads_from_disk(config) -> bool:
+  """data_placement='disk', or 'auto' when the decoded training split would take more than
+  HOST_FRACTION of the host's available memory."""
+  if config.data_placement != "auto":
+    return config.data_placement == "disk"
+  needed, available = datasets.decoded_train_bytes(config), available_host_memory()
+  if needed > HOST_FRACTION * available:
+    logging.info("The training split (%.1f GB decoded) would not fit in host memory (%.1f GB "
+                 "available): reading it from disk.", needed / 2**30, available / 2**30)
+    return True
+  return False
+
+
 def placement(config, train: HostSplit, mesh: Mesh) -> str:
-  """'device' or 'host' for the training split: config.data_placement, or by size if 'auto'.
+  """'device' or 'host' for a training split in host memory: config.data_placement, or by size.
 
   'auto' streams when this process's share would take more than DEVICE_FRACTION of a device's
   memory (backends that report no limit, such as CPU, keep it on device).

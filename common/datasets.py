@@ -26,6 +26,7 @@ MANUAL_DIR_ENV = "TFDS_MANUAL_DIR"
 DATA_DIR_ENV = "TFDS_DATA_DIR"
 # Subfolder of the TFDS data_dir for decoded splits; 'v2' files record their dataset and version.
 ARRAYS_DIR = "_arrays/v2"
+ARRAY_RECORD = "array_record"  # TFDS's random-access file format: what data_placement='disk' reads
 
 
 class DataError(RuntimeError):
@@ -93,18 +94,25 @@ def _hide_accelerators_from_tf():
     pass
 
 
-def _builder(config):
-  """The TFDS builder of config.dataset, prepared (once, by process 0) if it was not."""
+def _open_builder(config):
+  """The TFDS builder of config.dataset, prepared or not."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   _hide_accelerators_from_tf()
   try:
-    builder = tfds.builder(config.dataset, data_dir=data_dir(config))
+    return tfds.builder(config.dataset, data_dir=data_dir(config))
   except (tfds.core.registered.DatasetNotFoundError, ValueError):
     raise _not_found(config) from None
+
+
+def _builder(config, file_format: str | None = None):
+  """The TFDS builder of config.dataset, prepared (once, by process 0, in `file_format` if given:
+  TFDS's default tfrecord, or array_record for reading by index) if it was not."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = _open_builder(config)
   if builder.is_prepared():
     return builder
   if jax.process_index() == 0:
-    _download_and_prepare(config, builder)
+    _download_and_prepare(config, builder, file_format)
   if jax.process_count() > 1:  # the others wait, then read
     multihost_utils.sync_global_devices(f"prepare {config.dataset}")
   return tfds.builder(config.dataset, data_dir=data_dir(config))
@@ -113,10 +121,10 @@ def _builder(config):
 def prepare(config) -> None:
   """Prepares config.dataset in its TFDS data_dir if needed (a no-op for generated datasets)."""
   if config.dataset not in GENERATED:
-    _builder(config)
+    _builder(config, ARRAY_RECORD if config.data_placement == "disk" else None)
 
 
-def _download_and_prepare(config, builder) -> None:
+def _download_and_prepare(config, builder, file_format: str | None = None) -> None:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   mdir = manual_dir(config)
   where = (f"Put the original files in a folder and pass it as --config.manual_dir=DIR "
@@ -133,7 +141,8 @@ def _download_and_prepare(config, builder) -> None:
   downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 2)
   try:
     builder.download_and_prepare(
-        download_dir=own, download_config=tfds.download.DownloadConfig(manual_dir=mdir))
+        download_dir=own, file_format=file_format,
+        download_config=tfds.download.DownloadConfig(manual_dir=mdir))
   except Exception as e:  # TFDS raises many kinds; each means the same thing to the user.
     kind, text = type(e).__name__, (str(e).splitlines() or [""])[0][:300]
     if "checksum" in (kind + text).lower():
@@ -177,9 +186,12 @@ def _read_tfds(config) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndar
   info = _tfds_info(builder)
   splits = {}
   for split in ("train", "test"):
-    if split not in builder.info.splits and builder.info.splits:
-      raise DataError(f"Dataset {config.dataset!r} has no {split!r} split (it has "
-                      f"{', '.join(builder.info.splits)}).")
+    _check_split(config, builder, split)
+    if _random_access(builder):  # array_record has no as_dataset
+      source = builder.as_data_source(split=split)
+      whole = read_rows(source, 0, len(source), len(source))
+      splits[split] = (whole.images, whole.labels)
+      continue
     # Batches, not batch_size=-1: that needs the split's size, which mock and some builders lack.
     batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(8192)))
     splits[split] = (np.concatenate([b["image"] for b in batches]),
@@ -187,21 +199,58 @@ def _read_tfds(config) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndar
   return info, splits
 
 
-def select(config, whole: dict) -> dict[str, HostSplit]:
-  """'train' (its first train_examples), 'val' (its last validation_split) and 'test', each
-  shared between processes in contiguous parts."""
-  images, labels = whole["train"]
-  n_train = len(labels) - int(round(len(labels) * config.validation_split))
+def _check_split(config, builder, split: str) -> None:
+  if split not in builder.info.splits and builder.info.splits:
+    raise DataError(f"Dataset {config.dataset!r} has no {split!r} split (it has "
+                    f"{', '.join(builder.info.splits)}).")
+
+
+def _random_access(builder) -> bool:
+  """Whether the prepared dataset is in array_record, the format TFDS reads by index."""
+  return str(builder.info.file_format.value) == ARRAY_RECORD
+
+
+def read_rows(source, lo: int, hi: int, total: int, batch: int = 4096) -> HostSplit:
+  """Examples lo..hi of a random-access source (TFDS's array_record data source) in memory."""
+  images, labels = [], []
+  for a in range(lo, hi, batch):
+    records = source.__getitems__(list(range(a, min(a + batch, hi))))
+    images.append(np.stack([r["image"] for r in records]))
+    labels.append(np.array([r["label"] for r in records], np.int32))
+  if not images:
+    raise DataError(f"A split of {hi - lo} examples can't be read; the dataset is empty here.")
+  return HostSplit(np.concatenate(images), np.concatenate(labels), total)
+
+
+def train_ranges(config, n: int) -> dict[str, tuple[int, int]]:
+  """Rows of the training split of n examples that make 'train' (its first train_examples) and
+  'val' (its last validation_split, if any)."""
+  n_train = n - int(round(n * config.validation_split))
   n_used = min(n_train, config.train_examples) if config.train_examples else n_train
-  parts = {"train": (images[:n_used], labels[:n_used]), "test": whole["test"]}
-  if n_train < len(labels):
-    parts["val"] = (images[n_train:], labels[n_train:])
+  ranges = {"train": (0, n_used)}
+  if n_train < n:
+    ranges["val"] = (n_train, n)
+  return ranges
+
+
+def process_range(lo: int, hi: int) -> tuple[int, int]:
+  """This process's contiguous share of rows lo..hi (processes split them as evenly as can be)."""
+  rows = np.array_split(np.arange(lo, hi), jax.process_count())[jax.process_index()]
+  return (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (lo, lo)
+
+
+def select(config, whole: dict) -> dict[str, HostSplit]:
+  """'train', 'val' (see train_ranges) and 'test', each shared between processes."""
+  images, labels = whole["train"]
+  parts = {name: (images[a:b], labels[a:b])
+           for name, (a, b) in train_ranges(config, len(labels)).items()}
+  parts["test"] = whole["test"]
   return {name: _process_share(*arrays) for name, arrays in parts.items()}
 
 
 def _process_share(images, labels) -> HostSplit:
-  rows = np.array_split(np.arange(len(labels)), jax.process_count())[jax.process_index()]
-  return HostSplit(images[rows], labels[rows], len(labels))
+  lo, hi = process_range(0, len(labels))
+  return HostSplit(images[lo:hi], labels[lo:hi], len(labels))
 
 
 def check(info: DatasetInfo, splits: dict[str, HostSplit]) -> None:
@@ -234,6 +283,55 @@ def load_host(config) -> tuple[DatasetInfo, dict[str, HostSplit]]:
   return info, splits
 
 
+@dataclasses.dataclass(frozen=True)
+class DiskSource:
+  """A training split left on disk: a random-access source (source[i] -> {'image', 'label'},
+  and __getitems__) and this process's rows lo..hi of it."""
+  source: object
+  lo: int
+  hi: int
+  total: int  # rows used for training, over every process
+
+
+def load_disk(config) -> tuple[DatasetInfo, DiskSource, dict[str, HostSplit]]:
+  """For data_placement='disk': the metadata, the training split left on disk (prepared as
+  array_record if it was not prepared), and this process's share of 'val' and 'test' in memory."""
+  if config.dataset in GENERATED:
+    raise DataError(f"{config.dataset} is generated in memory, not read from disk; use "
+                    "--config.data_placement=device or host.")
+  builder = _builder(config, file_format=ARRAY_RECORD)
+  if not _random_access(builder):
+    raise DataError(
+        f"data_placement='disk' reads examples by index from TFDS's {ARRAY_RECORD} files, but "
+        f"{config.dataset!r} is prepared in {data_dir(config)} as {builder.info.file_format.value}."
+        f" Give the run a data_dir where it is not prepared (--config.data_dir=DIR: it is then "
+        f"prepared there as {ARRAY_RECORD}), or use data_placement=device or host.")
+  info = _tfds_info(builder)
+  for split in ("train", "test"):
+    _check_split(config, builder, split)
+  train, test = (builder.as_data_source(split=s) for s in ("train", "test"))
+  ranges = train_ranges(config, len(train))
+  evals = {"test": read_rows(test, *process_range(0, len(test)), len(test))}
+  if "val" in ranges:
+    evals["val"] = read_rows(train, *process_range(*ranges["val"]), len(train) - ranges["val"][0])
+  lo, hi = process_range(*ranges["train"])
+  if hi > lo:  # the first examples of this process's rows, checked as whole splits are
+    check(info, {"train": read_rows(train, lo, min(hi, lo + 256), hi - lo)})
+  check(info, evals)
+  return info, DiskSource(train, lo, hi, ranges["train"][1]), evals
+
+
+def decoded_train_bytes(config) -> int:
+  """Decoded size of this process's share of the training split, from metadata (0 if unknown)."""
+  if config.dataset in GENERATED:
+    return 0
+  builder = _open_builder(config)  # not prepared here: a disk run prepares it as array_record
+  splits = builder.info.splits
+  n = splits["train"].num_examples if "train" in splits else 0
+  info = _tfds_info(builder)
+  return int(n * np.prod(info.shape) * np.dtype(info.dtype).itemsize) // jax.process_count()
+
+
 def dataset_info(config) -> DatasetInfo:
   """config.dataset's metadata, without decoding any split."""
   if config.dataset in GENERATED:
@@ -249,8 +347,8 @@ def _version(config) -> str:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     return str(tfds.builder_cls(name.split("/")[0]).VERSION)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise _not_found(config) from None
+  except tfds.core.registered.DatasetNotFoundError:  # no code, but maybe prepared in data_dir
+    return str(_open_builder(config).version)
 
 
 def _selection(config) -> dict:

@@ -20,9 +20,14 @@ RUN = {
     "validation_split": Key(0.0, number(0.0, 1.0, open_hi=True),
                             "last fraction of the training split held out, as Keras does"),
     "train_examples": Key(0, integer(0), "use only the first N training examples (0: all)"),
-    "data_placement": Key("auto", choice("auto", "device", "host"),
-                          "training split on the devices, streamed from the host, or by size",
+    "data_placement": Key("auto", choice("auto", "device", "host", "disk"),
+                          "training split on the devices, streamed from host memory, read from "
+                          "disk by index (TFDS array_record, with grain), or chosen by size",
                           resumable=True),
+    "read_threads": Key(16, integer(1), "data_placement=disk: grain threads reading examples",
+                        resumable=True),
+    "read_prefetch_steps": Key(32, integer(1), "data_placement=disk: steps of examples read "
+                               "ahead (host memory: this many batches)", resumable=True),
     "batch_size": Key(128, integer(1), "global batch, split over every device"),
     "eval_batch_size": Key(1000, integer(1), "global batch for evaluation passes"),
     "num_epochs": Key(1, integer(1), "epochs to train", resumable=True),

@@ -8,8 +8,9 @@ once: a `lax.fori_loop` over steps `state.step .. stop` of one epoch, each step 
 from the on-device dataset by this epoch's permutation and taking its key from
 `fold_in(step_key, step)`. The host only starts chunks, so exact resume needs nothing but the
 state: the epoch, the permutation and every key follow from `state.step` and `state.key`.
-A training split streamed from the host (streaming.StreamedSplit) gets the same batches: the host
-gathers each chunk's rows by the same permutation and a background thread puts them on device.
+A training split streamed from host memory (streaming.StreamedSplit) or read from disk
+(disk.DiskSplit) gets the same batches: the host gathers each chunk's rows by the same permutation
+and a background thread puts them on device.
 
 `run` goes through named phases: plan, restore, compile, then per epoch train (chunks) and end of
 epoch (metrics, logs, checkpoint), and at the end finish (evaluation, results.json). A preemption
@@ -120,8 +121,8 @@ def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int,
 def batch_like(task: Task, split, global_batch: int) -> Batch:
   """Shapes and dtypes of one step's batch, for eval_shape."""
   lead = (task.batches_per_step, global_batch)
-  return {"image": jax.ShapeDtypeStruct(lead + split.example_shape, split.images.dtype),
-          "label": jax.ShapeDtypeStruct(lead, split.labels.dtype)}
+  return {"image": jax.ShapeDtypeStruct(lead + split.example_shape, split.image_dtype),
+          "label": jax.ShapeDtypeStruct(lead, np.int32)}
 
 
 def make_evaluate(task: Task, eval_batch: int):
@@ -174,7 +175,7 @@ def make_plan(config, task: Task, train, mesh, progress: reporting.Progress) -> 
     raise shards.DataError(
         f"One step needs {task.batches_per_step} batches of {config.batch_size}, more than the "
         f"{train.per_shard * mesh.size} training examples; lower config.batch_size.")
-  streamed = isinstance(train, streaming.StreamedSplit)
+  streamed = not isinstance(train, shards.DeviceSplit)  # from host memory or from disk
   chunk = config.steps_per_call
   if chunk == 0 and streamed:
     chunk = min(steps, STREAM_CHUNK_STEPS)
@@ -212,9 +213,10 @@ def _feed(plan: Plan, task: Task, train, mesh, state, step: int) -> _Feed:
   prefetch = streaming.Prefetch(streaming.stream_chunks(
       mesh, train, shuffle_key, order, plan.chunk, task.batches_per_step, plan.per_shard_batch))
   rows = plan.chunk * task.batches_per_step * plan.per_shard_batch
-  like = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-      (train.num_shards, rows) + a.shape[2:], a.dtype, sharding=parallel.sharded(mesh)),
-                      {"image": train.images, "label": train.labels})
+  lead, sharding = (train.num_shards, rows), parallel.sharded(mesh)
+  like = {"image": jax.ShapeDtypeStruct(lead + train.example_shape, train.image_dtype,
+                                        sharding=sharding),
+          "label": jax.ShapeDtypeStruct(lead, np.int32, sharding=sharding)}
   return _Feed(like, lambda: next(prefetch), prefetch.close)
 
 

@@ -29,6 +29,10 @@ class Shards:
   def example_shape(self) -> tuple[int, ...]:
     return tuple(self.images.shape[2:])
 
+  @property
+  def image_dtype(self) -> np.dtype:
+    return np.dtype(self.images.dtype)
+
 
 @dataclasses.dataclass(frozen=True)
 class DeviceSplit(Shards):

@@ -32,6 +32,18 @@ class StreamedSplit(shards.Shards):
   num_shards: int      # S, over every process
   num_examples: int
 
+  def host_chunks(self, shuffle_key: jax.Array, chunks: Iterator[tuple[int, int, int]],
+                  chunk_steps: int, per_step: int) -> Iterator[dict[str, np.ndarray]]:
+    """Each (epoch, start, stop) chunk's rows [S_local, chunk_steps*per_step, ...], from memory."""
+    order, order_epoch = None, None
+    rows = np.arange(len(self.shard_ids))[:, None]
+    for epoch, start, stop in chunks:
+      if epoch != order_epoch:
+        order, order_epoch = host_order(self, shuffle_key, epoch), epoch
+      idx = order[:, start * per_step:stop * per_step]                     # [S_local, m*k*b]
+      yield {name: pad_rows(a[rows, idx], chunk_steps * per_step)
+             for name, a in (("image", self.images), ("label", self.labels))}
+
 
 def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int,
                   per_shard_batch: int) -> dict[str, jax.Array]:
@@ -42,6 +54,12 @@ def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int
       num_batches, per_shard_batch) for name, a in rows.items()}
 
 
+def local_shard_ids(mesh: Mesh) -> np.ndarray:
+  """The global shard index of each of this process's devices, in local order."""
+  index_map = parallel.sharded(mesh).addressable_devices_indices_map((mesh.size,))
+  return np.array(sorted(ix[0].start or 0 for ix in index_map.values()))
+
+
 def to_host_shards(mesh: Mesh, split: HostSplit) -> StreamedSplit:
   """A training split in to_device's shard layout, left in host memory for streaming."""
   n_local_devices = len(mesh.local_devices)
@@ -49,37 +67,41 @@ def to_host_shards(mesh: Mesh, split: HostSplit) -> StreamedSplit:
   if per_shard == 0:
     raise DataError(f"{len(split.labels)} examples can't be split over {n_local_devices} devices.")
   keep = per_shard * n_local_devices
-  index_map = parallel.sharded(mesh).addressable_devices_indices_map((mesh.size,))
-  shard_ids = np.array(sorted(ix[0].start or 0 for ix in index_map.values()))
   return StreamedSplit(
       split.images[:keep].reshape((n_local_devices, per_shard) + split.images.shape[1:]),
-      split.labels[:keep].reshape((n_local_devices, per_shard)), shard_ids, mesh.size,
-      keep * jax.process_count())
+      split.labels[:keep].reshape((n_local_devices, per_shard)), local_shard_ids(mesh),
+      mesh.size, keep * jax.process_count())
 
 
-def stream_chunks(mesh: Mesh, split: StreamedSplit, shuffle_key: jax.Array,
+def host_order(split, shuffle_key: jax.Array, epoch: int) -> np.ndarray:
+  """[S_local, n]: this process's rows of the permutation the on-device path draws for `epoch`."""
+  perm = shards.epoch_permutation(jax.random.fold_in(shuffle_key, epoch), split.num_shards,
+                                  split.per_shard)
+  return np.asarray(perm)[split.shard_ids]
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """[S, m, ...] -> [S, rows, ...], zeros after the m real rows (a short last chunk)."""
+  if x.shape[1] == rows:
+    return x
+  out = np.zeros((x.shape[0], rows) + x.shape[2:], x.dtype)
+  out[:, :x.shape[1]] = x
+  return out
+
+
+def stream_chunks(mesh: Mesh, split, shuffle_key: jax.Array,
                   chunks: Iterator[tuple[int, int, int]], chunk_steps: int, batches_per_step: int,
                   per_shard_batch: int) -> Iterator[dict[str, jax.Array]]:
   """Device arrays for each (epoch, start, stop) chunk: rows [S, chunk_steps*k*b, ...].
 
   Steps `start .. stop` of the epoch, in the order `gather_batches` takes them from the same
   permutation; chunks shorter than chunk_steps are padded, so one compiled program serves all.
+  `split` is a StreamedSplit (rows from memory) or a disk.DiskSplit (rows read by grain).
   """
   per_step = batches_per_step * per_shard_batch
-  perm, perm_epoch = None, None
-  rows = np.arange(len(split.shard_ids))[:, None]
-  for epoch, start, stop in chunks:
-    if epoch != perm_epoch:
-      perm = np.asarray(shards.epoch_permutation(jax.random.fold_in(shuffle_key, epoch),
-                                          split.num_shards, split.per_shard))[split.shard_ids]
-      perm_epoch = epoch
-    idx = perm[:, start * per_step:stop * per_step]                     # [S_local, m*k*b]
-    out = {}
-    for name, a in (("image", split.images), ("label", split.labels)):
-      x = np.zeros((len(rows), chunk_steps * per_step) + a.shape[2:], a.dtype)
-      x[:, :idx.shape[1]] = a[rows, idx]
-      out[name] = parallel.global_array(mesh, x, (split.num_shards,) + x.shape[1:])
-    yield out
+  for host in split.host_chunks(shuffle_key, chunks, chunk_steps, per_step):
+    yield {name: parallel.global_array(mesh, x, (split.num_shards,) + x.shape[1:])
+           for name, x in host.items()}
 
 
 class Prefetch:

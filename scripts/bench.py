@@ -5,6 +5,8 @@
     python scripts/bench.py --config=configs/acgan.py --peers=keras,torch --peer_python=PY
     python scripts/bench.py --config=configs/cnn_seed.py --peers=torch --peer_variants=compiled
     python scripts/bench.py --config=configs/cnn_seed.py --placements=device,host
+    python scripts/bench.py --config=configs/cnn_seed.py --config.data_dir=DIR \
+        --placements=device,disk --reader_threads=1,2,16
 
 Times the same jitted chunk of steps that training runs (data on device, per-step batches gathered
 by the epoch's permutation), after compiling it; compile time is reported separately. Peers are
@@ -14,8 +16,9 @@ compiled (torch.compile with TorchInductor; Keras with jit_compile=True, XLA), -
 interleaved. A peer row gives the median of its runs; the fastest peer is the variant with the
 highest median, and "ours / fastest" is the median over the repeats of our i-th timed chunk's
 throughput over that peer's i-th run's (the peers' compile time is reported apart, as ours is).
-With --placements, runs whole epochs through the training loop instead, once with the training
-split held on device and once streamed from the host. Prints a Markdown table, or JSON with --json.
+With --placements, runs whole epochs through the training loop instead, with the training split
+held on device, streamed from host memory, or read from disk (a data_dir where the dataset is
+prepared as array_record); --reader_threads also times the disk reader alone. Prints a Markdown table, or JSON with --json.
 
 On CPU every row names the CPU (/proc/cpuinfo's model name) and whether it has avx2, avx512f,
 amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count; with --roofline
@@ -49,7 +52,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import shards  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -71,6 +76,8 @@ flags.DEFINE_string("peer_device", "", "Device for the peers: cpu or cuda (defau
 flags.DEFINE_bool("peer_bf16", False, "Peers compute in bfloat16 (torch.autocast).")
 flags.DEFINE_bool("roofline", None, "Also measure the device's matmul rate and memory bandwidth "
                   "and report the epoch against them (default: on for GPUs and TPUs).")
+flags.DEFINE_list("reader_threads", [], "With --placements including disk: also time the disk "
+                  "reader alone (grain, no training) with each of these thread counts.")
 flags.DEFINE_list("placements", [], "Instead: whole epochs through the training loop with the "
                   "training split in each placement (device, host); ratios to the first.")
 
@@ -228,6 +235,30 @@ def measure_placement(config, placement: str) -> dict:
               results["compile_time_s"], task.batches_per_step)
 
 
+def measure_reader(config, threads: int) -> dict:
+  """The disk reader alone: examples/s that grain's `threads` threads deliver to the host.
+
+  Epochs of host chunks (16 steps each) with no training; the median of epochs 2..1+repeats.
+  """
+  config = config.copy_and_resolve_references()
+  config.data_placement, config.read_threads = "disk", threads
+  mesh = parallel.make_mesh()
+  _, splits = data.load(config, mesh, train_batch=config.batch_size,
+                        eval_batch=config.eval_batch_size)
+  split, per_shard_batch = splits["train"], config.batch_size // mesh.size
+  steps = shards.steps_per_epoch(split, config.batch_size)
+  seconds = []
+  for epoch in range(1 + FLAGS.repeats):
+    chunks = ((epoch, a, min(a + 16, steps)) for a in range(0, steps, 16))
+    start = time.perf_counter()
+    for _ in split.host_chunks(jax.random.PRNGKey(0), chunks, 16, per_shard_batch):
+      pass
+    seconds.append(time.perf_counter() - start)
+  per_sec = steps * config.batch_size / float(np.median(seconds[1:]))
+  return _row(f"disk reader alone, {threads} grain threads (no training)", config, steps,
+              per_sec, 0.0, 1)
+
+
 def run_peer(framework: str, model: str, config, variant: str = "eager") -> dict:
   """One run of a peer script in a subprocess: its JSON line, or a row with "error"."""
   script = os.path.join(REPO, "scripts", "peers", f"{framework}_peer.py")
@@ -305,6 +336,7 @@ def main(argv):
   config = FLAGS.config
   if FLAGS.placements:
     rows = [measure_placement(config, p) for p in FLAGS.placements]
+    rows += [measure_reader(config, int(t)) for t in FLAGS.reader_threads]
     rows[0]["ratio"] = 1.0
     for r in rows[1:]:
       r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]

@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 
+import generated_data
 from conftest import REPO, latest_params
 
 ARGS = ["-m", "cnn.main", "--config=configs/cnn_seed.py:test", "--config.num_epochs=1"]
@@ -80,17 +81,36 @@ def _assert_params_close(workdir_a, workdir_b, step, atol=TOLERANCE):
     np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=jax.tree_util.keystr(path))
 
 
-def test_two_processes_match_one_process(tfds_dir, tmp_path):
-  multi, single = tmp_path / "multi", tmp_path / "single"
-  procs, logs = _start_pair(ARGS, multi, tmp_path, "process")
-  proc, log = _start_single(ARGS, single, tmp_path, "single")
+def _pair_and_single(args, tmp_path) -> list[str]:
+  """Runs args as 2 processes x 2 devices and as 1 x 4; their logs (process 0, 1, single)."""
+  procs, logs = _start_pair(args, tmp_path / "multi", tmp_path, "process")
+  proc, log = _start_single(args, tmp_path / "single", tmp_path, "single")
   codes = _wait(procs + [proc], logs + [log])
   out = [(tmp_path / n).read_text() for n in ("process0.log", "process1.log", "single.log")]
   assert codes == [0, 0, 0], "\n\n".join(o[-3000:] for o in out)
+  return out
+
+
+def test_two_processes_match_one_process(tfds_dir, tmp_path):
+  multi, single = tmp_path / "multi", tmp_path / "single"
+  out = _pair_and_single(ARGS, tmp_path)
   # Only process 0 reports; both saw the 4 global devices (16 steps of 32 examples per device).
   assert "Epoch 1/1 - 16/16" in out[0] and "Epoch 1/1" not in out[1]
   assert "Epoch 1/1 - 16/16" in out[2]
   _assert_params_close(multi, single, 16)
+
+
+def test_two_processes_read_their_own_rows_from_disk(tmp_path):
+  """data_placement=disk on a generated dataset: each process reads its half; same training."""
+  generated_data.prepare(str(tmp_path / "data"), num_train=1024, size=16)
+  args = ARGS + [f"--config.dataset={generated_data.NAME}", f"--config.data_dir={tmp_path / 'data'}",
+                 "--config.data_placement=disk", "--config.validation_split=0",
+                 "--config.train_examples=0", "--verbosity=0"]
+  out = _pair_and_single(args, tmp_path)
+  assert "Process 0 reads rows 0..512 of the training split" in out[0]
+  assert "Process 1 reads rows 512..1024 of the training split" in out[1]
+  assert "Process 0 reads rows 0..1024 of the training split" in out[2]
+  _assert_params_close(tmp_path / "multi", tmp_path / "single", 1024 // 128)
 
 
 def test_sigterm_to_one_process_stops_all_at_one_step_and_rerun_matches(tfds_dir, tmp_path):

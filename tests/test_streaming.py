@@ -1,4 +1,4 @@
-"""The host-streaming data path draws exactly the batches the on-device path draws."""
+"""The host-streaming and disk data paths draw exactly the batches the on-device path draws."""
 
 import dataclasses
 import json
@@ -12,12 +12,13 @@ import pytest
 from common import checkpoint
 from common import config as cfg
 from common import data as data_lib
+from common import disk
 from common import keys
 from common import loop
 from common import parallel
 from common import shards
 from common import streaming
-from common.datasets import HostSplit
+from common.datasets import DiskSource, HostSplit
 from conftest import latest_params, run_module
 
 EPOCHS, STEPS_PER_EPOCH, BATCH = 3, 6, 8
@@ -43,11 +44,28 @@ def _recording_task():
   return loop.Task(init=init, train_step=train_step)
 
 
+class MemorySource:
+  """A random-access source like TFDS's array_record one, over arrays; counts the rows read."""
+
+  def __init__(self, images, labels):
+    self.images, self.labels, self.reads = images, labels, 0
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitems__(self, rows):
+    self.reads += len(rows)
+    return [{"image": self.images[i], "label": self.labels[i]} for i in rows]
+
+
 def _split(mesh, placement):
   n = STEPS_PER_EPOCH * BATCH + 5  # a few left over, dropped as the device path drops them
   rng = np.random.RandomState(0)
   host = HostSplit(rng.randint(0, 255, (n, 2)).astype(np.uint8),
                             rng.randint(0, 10, n).astype(np.int32), n)
+  if placement == "disk":
+    source = DiskSource(MemorySource(host.images, host.labels), 0, n, n)
+    return {"train": disk.to_disk_shards(mesh, source, (2,), "uint8", read_threads=3)}
   to = streaming.to_host_shards if placement == "host" else shards.to_device
   return {"train": to(mesh, host)}
 
@@ -59,7 +77,9 @@ def _config(**overrides):
   return c
 
 
-def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("placement", ["host", "disk"])
+def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_path, monkeypatch,
+                                                                          placement):
   mesh = parallel.make_mesh()
   task = _recording_task()
   ref, _ = loop.run(_config(), str(tmp_path / "device"), task, _split(mesh, "device"), mesh)
@@ -69,10 +89,10 @@ def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_
   # Chunks of 4 steps don't divide the 6-step epoch: padded chunks, and a stop at step 10, mid-epoch.
   streamed = _config(steps_per_call=4)
   monkeypatch.setattr(checkpoint.Preemption, "reached", lambda self, step: step == 10)
-  _, r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
+  _, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
   assert r["preempted"] and r["step"] == 10
   monkeypatch.undo()
-  state, r = loop.run(streamed, str(tmp_path / "host"), task, _split(mesh, "host"), mesh)
+  state, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
   assert not r["preempted"]
   np.testing.assert_array_equal(np.asarray(state.params["seen"]), seen_ref)
   np.testing.assert_array_equal(np.asarray(state.params["w"]), np.asarray(ref.params["w"]))
@@ -95,6 +115,32 @@ def test_auto_placement_streams_what_would_not_fit():
   assert data_lib.placement(_config(), host, big) == "device"       # 200 bytes per device
   if not device.memory_stats():  # CPU reports no limit: the data stays on device
     assert data_lib.placement(_config(), host, mesh) == "device"
+
+
+def test_auto_reads_from_disk_what_would_not_fit_in_host_memory(monkeypatch):
+  assert data_lib.reads_from_disk(_config(data_placement="disk"))
+  assert not data_lib.reads_from_disk(_config(data_placement="host"))
+  monkeypatch.setattr(data_lib.datasets, "decoded_train_bytes", lambda config: 600)
+  monkeypatch.setattr(data_lib, "available_host_memory", lambda: 1000)
+  assert data_lib.reads_from_disk(_config())           # 600 bytes > 50% of 1000
+  monkeypatch.setattr(data_lib, "available_host_memory", lambda: 2000)
+  assert not data_lib.reads_from_disk(_config())
+
+
+def test_disk_split_reads_each_example_once_per_epoch_in_bounded_steps():
+  """Over 4 devices, one epoch reads each used row once, in order of the on-device permutation."""
+  mesh = parallel.make_mesh()
+  n, per_step = 64, 8
+  source = MemorySource(np.arange(n, dtype=np.uint8)[:, None], np.arange(n, dtype=np.int32) % 7)
+  split = disk.to_disk_shards(mesh, DiskSource(source, 0, n, n), (1,), "uint8", read_threads=2,
+                              prefetch_steps=1)
+  key = jax.random.PRNGKey(3)
+  spe = split.per_shard // (per_step // split.num_shards)
+  chunks = list(split.host_chunks(key, iter([(0, 0, spe)]), spe, per_step // split.num_shards))
+  images = chunks[0]["image"][..., 0].astype(int)                     # [S, n/S]
+  assert sorted(images.ravel()) == list(range(n)) and source.reads == n
+  order = streaming.host_order(split, key, 0)
+  np.testing.assert_array_equal(images, split.first[:, None] + order)
 
 
 @pytest.mark.parametrize("devices", [4])
