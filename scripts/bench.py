@@ -18,14 +18,15 @@ highest median, and "ours / fastest" is the median over the repeats of our i-th 
 throughput over that peer's i-th run's (the peers' compile time is reported apart, as ours is).
 With --placements, runs whole epochs through the training loop instead, with the training split
 held on device, streamed from host memory, or read from disk (a data_dir where the dataset is
-prepared as array_record); --reader_threads also times the disk reader alone. Prints a Markdown table, or JSON with --json.
+prepared as array_record); --reader_threads also times the disk reader alone. Prints a Markdown
+table, or JSON with --json.
 
 On CPU every row names the CPU (/proc/cpuinfo's model name) and whether it has avx2, avx512f,
-amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count; with --roofline
-(default on GPUs and TPUs) the device's matmul rate and copy bandwidth are measured too (the matmul
-rate goes into every row), and the epoch is reported as a fraction of them. On a GPU the torch peer
-runs there (--peer_device), in bfloat16 with --peer_bf16; its compiled variant uses torch.compile's
-max-autotune mode and channels-last memory format.
+amx_tile and amx_bf16. Each row also gives the epoch's time and XLA's FLOP count, and (unless
+--noroofline) the device's matmul rate, measured in the same run (with its copy bandwidth, used to
+report the epoch as a fraction of both). On a GPU the torch peer runs there (--peer_device), in
+bfloat16 with --peer_bf16; its compiled variant uses torch.compile's max-autotune mode and
+channels-last memory format.
 scripts/gpu_bench.sh runs every GPU figure of BENCHMARKS.md in one go.
 """
 
@@ -74,8 +75,8 @@ flags.DEFINE_integer("peer_steps", 30, "Timed steps (acgan) for each peer.")
 flags.DEFINE_string("peer_device", "", "Device for the peers: cpu or cuda (default: cuda when "
                     "JAX runs on a GPU, else cpu).")
 flags.DEFINE_bool("peer_bf16", False, "Peers compute in bfloat16 (torch.autocast).")
-flags.DEFINE_bool("roofline", None, "Also measure the device's matmul rate and memory bandwidth "
-                  "and report the epoch against them (default: on for GPUs and TPUs).")
+flags.DEFINE_bool("roofline", True, "Also measure the device's matmul rate and memory bandwidth "
+                  "(about a second on CPU) and report the epoch against them.")
 flags.DEFINE_list("reader_threads", [], "With --placements including disk: also time the disk "
                   "reader alone (grain, no training) with each of these thread counts.")
 flags.DEFINE_list("placements", [], "Instead: whole epochs through the training loop with the "
@@ -359,8 +360,7 @@ def main(argv):
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d"),
           "jax": jax.__version__, "backend": jax.default_backend(), **cpu_info()}
-  roofline = FLAGS.roofline if FLAGS.roofline is not None else jax.default_backend() != "cpu"
-  if roofline and not FLAGS.placements and rows[0].get("flops_per_epoch"):
+  if FLAGS.roofline and not FLAGS.placements and rows[0].get("flops_per_epoch"):
     limits = device_limits()
     meta.update(limits)
     for r in rows:  # the same machine's rate, measured now
