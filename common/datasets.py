@@ -322,9 +322,13 @@ def load_disk(config) -> tuple[DatasetInfo, DiskSource, dict[str, HostSplit]]:
 
 
 def decoded_train_bytes(config) -> int:
-  """Decoded size of this process's share of the training split, from metadata (0 if unknown)."""
+  """Decoded size of this process's share of the training split, from metadata or the kept
+  decoded splits (0 if unknown)."""
   if config.dataset in GENERATED:
     return 0
+  kept = _arrays_path(config)
+  if kept.exists():  # decoded before (all of this process's splits): sized without TensorFlow
+    return kept.stat().length
   builder = _open_builder(config)  # not prepared here: a disk run prepares it as array_record
   splits = builder.info.splits
   n = splits["train"].num_examples if "train" in splits else 0

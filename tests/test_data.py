@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from common import data
 from common import datasets
 from common import parallel
 from common import shards
@@ -87,6 +88,7 @@ def test_decoded_splits_are_kept_and_read_back_without_tfds(tfds_dir, monkeypatc
   _, first = datasets.load_host(c)
   assert datasets._arrays_path(c).exists()  # pylint: disable=protected-access
   monkeypatch.setitem(sys.modules, "tensorflow", None)  # import fails
+  assert c.data_placement == "auto" and not data.reads_from_disk(c)  # sized from the kept file
   _, again = datasets.load_host(c)
   assert sorted(again) == sorted(first) == ["test", "train", "val"]
   for name in first:
