@@ -60,8 +60,11 @@ def _lax_conv(x, w, strides, pads, lhs_dilation=None):
 
 def _strided_conv(x, w, strides, pads):
   """conv_general_dilated(x, w, strides, pads), canonical layout. For a handful of input
-  channels Eigen's conv is slow (10x at Cin=1), so sum one small matmul per kernel tap."""
+  channels Eigen's conv is slow (10x at Cin=1), so sum one small matmul per kernel tap; 3x3
+  stride-1 convs with more channels take Winograd's F(2x2, 3x3)."""
   ks, cin = w.shape[:-2], w.shape[-2]
+  if _winograd_fits(w.shape, strides):
+    return _winograd_3x3(_pad(x, pads), w)
   if cin > _SMALL:
     return _lax_conv(x, w, strides, pads)
   xp = _pad(x, pads)
@@ -69,6 +72,69 @@ def _strided_conv(x, w, strides, pads):
   taps = [jnp.einsum("...i,io->...o", _window(xp, o, out, strides), w[o], precision=_HI)
           for o in _offsets(ks)]
   return sum(taps[1:], taps[0])
+
+
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016): each 2x2 output tile is A^T [(G w G^T) * (B^T d B)] A
+# for its 4x4 input tile d, 16 products where the direct conv needs 36. On XLA:CPU the 16 batched
+# matmuls and the transforms run a 14x14, 256->512 conv 1.45x faster than Eigen, its transposed
+# conv 1.76x (100 images); results agree to ~1e-6 relative.
+_WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_WINO_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+_WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+
+
+def _combine(coefs, terms):
+  """sum_i coefs[i] * terms[i], skipping zero coefficients and multiplying by none of +-1."""
+  out = None
+  for c, t in zip(coefs, terms):
+    if c:
+      t = t if c == 1 else -t if c == -1 else t * c
+      out = t if out is None else out + t
+  return out
+
+
+def _winograd_fits(w_shape, strides) -> bool:
+  return tuple(w_shape[:-2]) == (3, 3) and tuple(strides) == (1, 1) and min(w_shape[-2:]) > _SMALL
+
+
+def _winograd_tiles(x):
+  """B^T d B for every 4x4 input tile d (stride 2) of x [B, H, W, C]: [16, B, th, tw, C]."""
+  h, wd = x.shape[1:3]
+  th, tw = (h - 1) // 2, (wd - 1) // 2  # 2x2 output tiles, the last ones cropped if odd
+  x = _pad(x, [(0, 2 * th + 2 - h), (0, 2 * tw + 2 - wd)])
+  d = [[x[:, i:i + 2 * th:2, j:j + 2 * tw:2] for j in range(4)] for i in range(4)]
+  rows = [[_combine(_WINO_BT[a], [d[i][j] for i in range(4)]) for j in range(4)] for a in range(4)]
+  return jnp.stack([_combine(_WINO_BT[c], rows[a]) for a in range(4) for c in range(4)])
+
+
+def _winograd_3x3(x, w):
+  """The VALID 3x3 stride-1 conv of x [B, H, W, Cin] with w [3, 3, Cin, Cout]."""
+  b, h, wd = x.shape[:3]
+  v = _winograd_tiles(x)
+  u = jnp.einsum("ai,ijco,bj->abco", _WINO_G, w, _WINO_G, precision=_HI)
+  m = jnp.einsum("kbhwc,kco->kbhwo", v, u.reshape((16,) + w.shape[2:]), precision=_HI)
+  cols = [[_combine(_WINO_AT[r], [m[4 * a + c] for a in range(4)]) for c in range(4)]
+          for r in range(2)]
+  y = jnp.stack([jnp.stack([_combine(_WINO_AT[s], cols[r]) for s in range(2)], axis=3)
+                 for r in range(2)], axis=2)  # [B, th, r, tw, s, Cout]
+  th, tw = v.shape[2:4]
+  return y.reshape(b, 2 * th, 2 * tw, -1)[:, :h - 2, :wd - 2]
+
+
+def _winograd_3x3_dw(x, g):
+  """d _winograd_3x3(x, w) / dw for the cotangent g: 16 products over the tiles, 2.2x faster
+  than the swapped conv for a 14x14, 256->512 layer (100 images)."""
+  v = _winograd_tiles(x)
+  th, tw = v.shape[2:4]
+  g = _pad(g, [(0, 2 * th - g.shape[1]), (0, 2 * tw - g.shape[2])])
+  gt = [[g[:, r::2, s::2] for s in range(2)] for r in range(2)]
+  # dM[a, c] = sum_{r, s} AT[r, a] AT[s, c] g[r, s], the transpose of the output transform
+  t = [[_combine(_WINO_AT[:, a], [gt[r][s] for r in range(2)]) for s in range(2)]
+       for a in range(4)]
+  dm = jnp.stack([_combine(_WINO_AT[:, c], t[a]) for a in range(4) for c in range(4)])
+  du = jnp.einsum("kbhwc,kbhwo->kco", v, dm, precision=_HI)
+  return jnp.einsum("ai,abco,bj->ijco", _WINO_G, du.reshape((4, 4) + du.shape[1:]), _WINO_G,
+                    precision=_HI)
 
 
 def _flip_io(w):
@@ -109,6 +175,18 @@ def _conv_dw(x, g, w_shape, strides, pads):
   """d conv / d w, contracting over batch and output positions."""
   ks, nsp = w_shape[:-2], len(w_shape) - 2
   out = g.shape[1:-1]
+  if _winograd_fits(w_shape, strides):
+    return _winograd_3x3_dw(_pad(x, pads), g)
+  if w_shape[-1] <= _SMALL and all(s == 1 for s in strides):
+    # Few output channels (a generator's last layer): shift the small cotangent once per tap
+    # instead of the large input, dW[t] = sum_q x[q]^T g[q + lo - t]: one pass over x (the
+    # swapped conv took 120 ms for a 2x2 128->1 layer on 28x28, 100 images).
+    shifted = []
+    for o in _offsets(ks):
+      cfg = [(a - lo, n - m - (a - lo), 0) for a, (lo, _), n, m in zip(o, pads, x.shape[1:-1], out)]
+      shifted.append(lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0)] + cfg + [(0, 0, 0)]))
+    dw = jnp.einsum("...i,...to->ito", x, jnp.stack(shifted, axis=-2), precision=_HI)
+    return jnp.moveaxis(dw.reshape((x.shape[-1],) + ks + w_shape[-1:]), 0, nsp)
   if all(s == 1 for s in strides):
     # A canonical conv with batch and features swapped: x^T (Cin, H, W, B) as the input and
     # g^T (Ho, Wo, B, Cout) as the kernel give (Cin, kh, kw, Cout). Beats im2col up to 7x for
@@ -211,6 +289,8 @@ def _transpose_pads(k, s, padding):
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _conv_t(x, w, b, strides, pads):
+  if all(s == 1 for s in strides):  # a plain conv (e.g. the input gradient of a stride-1 conv)
+    return _strided_conv(x, w, strides, pads) + b
   return _lax_conv(x, w, (1,) * len(strides), pads, lhs_dilation=strides) + b
 
 

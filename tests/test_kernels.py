@@ -51,7 +51,9 @@ CONV_CASES = [  # spatial, cin, cout, kernel, stride, padding
     ((9, 8), 3, 5, 3, 1, "SAME"),     # few input channels: shifted-matmul forward
     ((9, 8), 6, 5, 3, 2, "SAME"),     # strided: im2col dW
     ((8, 8), 6, 7, 4, 2, "SAME"),     # even kernel, strided
-    ((7, 7), 6, 1, 2, 1, "SAME"),     # even kernel, one output channel: scattered dx
+    ((7, 7), 6, 1, 2, 1, "SAME"),     # even kernel, one output channel: scattered dx, shifted dW
+    ((11,), 6, 2, 3, 1, "VALID"),     # few output channels, 1-D
+    ((12, 9), 24, 16, 3, 1, "SAME"),  # Winograd: forward, dx and dW
     ((9, 8), 6, 5, 3, 1, "VALID"),
     ((9, 9), 1, 6, 3, 2, "VALID"),    # stride leaves a trailing row unused
     ((11,), 6, 5, 3, 1, "SAME"),
@@ -179,3 +181,20 @@ def test_upsample_conv_matches_upsample_then_conv(spatial, k, factor):
   ref = lambda x, w, b: lax.conv_general_dilated(
       upsampled(x), w, (1,) * len(spatial), "SAME", dimension_numbers=_dn(len(spatial))) + b
   _check(lambda x, w, b: kernels.upsample_conv(x, w, b, factor), ref, x, w, b)
+
+
+@pytest.mark.parametrize("spatial", [(7, 10), (14, 14), (3, 4)])
+def test_winograd_3x3_matches_lax(spatial):
+  """Stride-1 3x3 convs with more than a few channels take Winograd F(2x2, 3x3) on CPU."""
+  x, w, _ = _args(spatial, 16, 24, 3, bias=False)
+  ref = lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_dn(2),
+                                 precision=lax.Precision.HIGHEST)
+  _close(jax.jit(kernels._winograd_3x3)(x, w), ref)  # pylint: disable=protected-access
+
+
+def test_winograd_3x3_weight_gradient_matches_autodiff():
+  x, w, _ = _args((9, 6), 8, 12, 3, bias=False)
+  g = jax.random.normal(jax.random.key(3), (2, 7, 4, 12))
+  _, vjp = jax.vjp(lambda w: lax.conv_general_dilated(
+      x, w, (1, 1), "VALID", dimension_numbers=_dn(2), precision=lax.Precision.HIGHEST), w)
+  _close(jax.jit(kernels._winograd_3x3_dw)(x, g), vjp(g)[0])  # pylint: disable=protected-access
