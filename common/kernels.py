@@ -1,4 +1,4 @@
-"""Convolution building blocks that run fast on XLA:CPU and equal the lax ops numerically.
+"""Convolution building blocks that run fast on XLA:CPU and agree with the lax ops to f32 rounding.
 
 Why this exists: our training steps run inside a `lax.fori_loop`, and inside a while-loop body
 XLA:CPU does not canonicalize convolutions. Any convolution whose dimension numbers are not
