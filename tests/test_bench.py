@@ -21,9 +21,10 @@ def test_bench_counts_flops_and_reports_the_roofline(tfds_dir):
   row, meta = out["rows"][0], out["meta"]
   steps_per_epoch = row["epoch_s"] * 1e3 / row["ms_per_step"]
   # The course CNN's step: conv 3x3x1x16 on 26x26, dense 2704x10 and 10x10, forward and backward
-  # (about 3x forward): 2 * (26*26*9*16 + 2704*10 + 10*10) * 3 = 746,976 FLOPs per image.
+  # (about 3x forward): 2 * (26*26*9*16 + 2704*10 + 10*10) * 3 = 746,976 FLOPs per image; XLA
+  # also counts the unrolled threefry's integer ops for the 2,714 dropout draws (~140 each).
   per_image = row["flops_per_epoch"] / steps_per_epoch / row["batch"]
-  assert 0.7e6 < per_image < 1.0e6, per_image
+  assert 0.9e6 < per_image < 1.3e6, per_image
   assert meta["matmul_flops_per_s"] > 1e9 and meta["bytes_per_s"] > 1e8
   assert 0.0 < row["flops_fraction"] < 1.0
   # On CPU every row names the CPU and its speed-relevant flags; --roofline adds the matmul rate.
