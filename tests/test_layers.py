@@ -126,7 +126,8 @@ def test_upsample_then_conv_runs_fused_and_equals_the_layers_one_by_one():
   assert np.isclose(loss(params, True), loss(params, False), rtol=1e-5)
   for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, True)),
                   jax.tree.leaves(jax.grad(loss)(params, False))):
-    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
+    # Winograd sums in another order: agree to 1e-5 of each gradient's largest entry.
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5 * float(np.abs(b).max()))
 
 
 def test_course_cnn_sizes_its_dense_layer_from_the_input_shape():
