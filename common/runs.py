@@ -84,12 +84,34 @@ def check_workdir(workdir: str, config, keys: cfg.Keys, retired: tuple[str, ...]
         + "; ".join(diffs) + "). Use another --workdir, or pass --fresh to archive the old run "
         "and start afresh.")
   if jax.process_index() == 0:
-    archive = wd / "archive" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    archive.mkdir(parents=True)
-    for child in wd.iterdir():
-      if child.name not in KEEP_ON_ARCHIVE:
-        child.rename(archive / child.name)
+    archive_run(workdir)
   multihost_utils.sync_global_devices("archive_workdir")
+
+
+def archive_run(workdir: str) -> str:
+  """Moves a workdir's run (everything but its lock and older archives) into
+  workdir/archive/<time>/, never deleting; returns that folder."""
+  wd = epath.Path(workdir)
+  archive = wd / "archive" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+  archive.mkdir(parents=True)
+  for child in wd.iterdir():
+    if child.name not in KEEP_ON_ARCHIVE:
+      child.rename(archive / child.name)
+  return str(archive)
+
+
+def recorded_differences(workdir: str, current: dict, keys: cfg.Keys,
+                         retired: tuple[str, ...] = ()) -> list[str] | None:
+  """None when workdir holds no run (no config.json); else every key whose recorded value
+  differs from `current` (a config as cfg.to_dict gives it; 'config.json unreadable' when it
+  can't be read)."""
+  if not (epath.Path(workdir) / CONFIG_FILE).exists():
+    return None
+  try:
+    saved = cfg.to_dict(read_config(workdir, keys, retired))
+  except RunError:
+    return [f"{CONFIG_FILE} unreadable"]
+  return cfg.differences(saved, current)
 
 
 @dataclasses.dataclass(frozen=True)

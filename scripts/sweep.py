@@ -12,8 +12,14 @@
 or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (alone or on top of
 --sweep). --overrides key=value ... applies to every member. Each member runs
 `python -m cnn.main|gan.main --config=... --workdir=SWEEP_DIR/MEMBER --config.key=value ...
---config.seed=S` with its output in SWEEP_DIR/MEMBER/log.txt. Rerunning the same command skips
-finished members (results.json present) and resumes unfinished ones from their checkpoints. A
+--config.seed=S` with its output in SWEEP_DIR/MEMBER/log.txt. --config.key=value is the same as
+--overrides key=value. Every member's config is validated before any member starts.
+Rerunning skips a finished member only when the config its run recorded (WORKDIR/config.json) equals
+the one asked for now, and resumes an unfinished one from its checkpoints on the same condition. A
+member whose recorded config differs (another --overrides, an edited config file) runs afresh: its
+old run is first moved, never deleted, to WORKDIR/archive/<time>/, and the sweep says which keys
+changed. Summaries read only results whose recorded config is the one asked for. SWEEP_DIR/sweep.json
+records the sweep; a sweep of another config file in the same SWEEP_DIR is refused. A
 failing member doesn't stop the others; the script ends with each failure's log tail and exits 1.
 Members stop (SIGTERM, so they checkpoint) on Ctrl-C, on SIGTERM and when this driver dies (Linux:
 PR_SET_PDEATHSIG); a member whose SWEEP_DIR/MEMBER/.running or WORKDIR/.lock names a live process
@@ -73,6 +79,8 @@ class Job:
   returncode: int | None = None
   seconds: float = 0.0
   slot: str | None = None  # --launcher=tpu: the slice it runs on
+  config: dict | None = None  # the member's whole config, as the run records it in config.json
+  changed: list[str] = dataclasses.field(default_factory=list)  # recorded -> asked-for keys
 
   @property
   def marker(self) -> str:
@@ -105,6 +113,31 @@ def read_json(path):
 
 def finished(workdir: str) -> bool:
   return exists(epath.Path(workdir) / "results.json")
+
+
+def key_table(is_gan: bool):
+  """(keys, retired) of the members' kind of run."""
+  if is_gan:
+    from gan import keys  # pylint: disable=g-import-not-at-top
+  else:
+    from cnn import keys  # pylint: disable=g-import-not-at-top
+  return keys.KEYS, keys.RETIRED
+
+
+def recorded_differences(job: Job, is_gan: bool) -> list[str] | None:
+  """None when the member's workdir holds no run; else the keys whose recorded value differs
+  from the config asked for now ([] when it is the same run)."""
+  from common import runs  # pylint: disable=g-import-not-at-top
+  try:
+    keys, retired = key_table(is_gan)
+    return runs.recorded_differences(job.workdir, job.config, keys, retired)
+  except Exception as e:  # pylint: disable=broad-except  # unreadable (no credentials, network)
+    return [f"config.json unreadable ({type(e).__name__})"]
+
+
+def has_current_results(job: Job, is_gan: bool) -> bool:
+  """results.json exists and was made by the config asked for now."""
+  return finished(job.workdir) and recorded_differences(job, is_gan) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +237,86 @@ def check_members(config, members: list[dict], is_gan: bool) -> list[str]:
     except Exception as e:  # pylint: disable=broad-except
       errors.append(f"{sweeps.member_name(m)}: {e}")
   return errors
+
+
+def member_config(base, job: Job) -> dict:
+  """The whole config job's run records in its config.json: base, the member's overrides, seed."""
+  from common import config as cfg  # pylint: disable=g-import-not-at-top
+  return cfg.to_dict(apply_overrides(base, {**job.member, "seed": job.seed}))
+
+
+def describe_changes(changes: list[str], shown: int = 3) -> str:
+  return "; ".join(changes[:shown]) + (f"; {len(changes) - shown} more" if len(changes) > shown
+                                       else "")
+
+
+def classify(jobs: list[Job], is_gan: bool) -> None:
+  """Marks each job finished (current results), or records what changed since its run."""
+  for job in jobs:
+    diffs = recorded_differences(job, is_gan)
+    if diffs:
+      job.changed = diffs
+    elif diffs == [] and finished(job.workdir):
+      job.status = "finished"
+
+
+def archive_changed(jobs: list[Job]) -> None:
+  """Moves each changed member's old run aside (never deleting) so that it runs afresh; a member
+  running elsewhere right now is left alone."""
+  from common import runs  # pylint: disable=g-import-not-at-top
+  for job in jobs:
+    owner = live_owner(job)
+    if owner:
+      job.status = "running"
+      print(f"  skip {job.name} (its config changed, but it is running: pid {owner.get('pid')})")
+      continue
+    path = runs.archive_run(job.workdir)
+    print(f"  {job.name}: config changed ({describe_changes(job.changed)}); old run moved to "
+          f"{path}; runs afresh", flush=True)
+
+
+def sweep_record(args, config_path: str, preset: str, name: str, fixed: list[str],
+                 members: list[dict]) -> dict:
+  """What SWEEP_DIR/sweep.json records: the config file (relative to the repository), the
+  sweep, seeds, overrides and members, as JSON gives them back."""
+  rel = os.path.relpath(config_path, REPO)
+  config_id = (config_path if rel.startswith("..") else rel) + (f":{preset}" if preset else "")
+  return json.loads(json.dumps({"config": config_id, "sweep": name, "seeds": args.seeds,
+                                "overrides": fixed, "members": members}, default=str))
+
+
+def check_record(local_dir: str, record: dict) -> None:
+  """Refuses a sweep directory that records another config's sweep."""
+  path = os.path.join(local_dir, "sweep.json")
+  if not os.path.exists(path):
+    return
+  old = read_json(path).get("config", "")
+  old_path, _, old_preset = old.partition(":")
+  new_path, _, new_preset = record["config"].partition(":")
+  if (os.path.abspath(os.path.join(REPO, old_path)), old_preset) != (
+      os.path.abspath(os.path.join(REPO, new_path)), new_preset):
+    raise SystemExit(f"Error: {local_dir} holds a sweep of {old}, not of {record['config']}: "
+                     "pass another --workdir.")
+
+
+def write_record(local_dir: str, record: dict) -> None:
+  """Writes sweep.json; a different earlier record is kept beside it, and the change is said."""
+  path = os.path.join(local_dir, "sweep.json")
+  os.makedirs(local_dir, exist_ok=True)
+  if os.path.exists(path):
+    old = read_json(path)
+    changes = [f"{k}: {old.get(k)!r} -> {record[k]!r}" for k in record
+               if k != "members" and old.get(k) != record[k]]
+    if old.get("members") != record["members"]:
+      changes.append("members changed")
+    if not changes:
+      return
+    kept = f"{path}.{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(path, kept)
+    print(f"Note: this sweep differs from the one recorded before ({'; '.join(changes)}); "
+          f"the old record is kept as {kept}.")
+  with open(path, "w") as f:
+    json.dump(record, f, indent=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,12 +625,18 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def default_metric(rows: list[dict], is_gan: bool) -> str:
+# GAN runs are ranked by sample quality, never by a loss: the first of these their results hold.
+GAN_QUALITY = ("eval.inception_fid", "eval.fid")
+NOT_RANKED = ("not ranked: no run has a sample-quality metric ({}). GAN runs evaluate their "
+              "samples with a classifier: train one (python -m cnn.main --config=configs/cnn.py), "
+              "pass --config.classifier_workdir=runs/cnn, or rank by --metric=KEY.")
+
+
+def default_metric(rows: list[dict], is_gan: bool) -> str | None:
+  """test.accuracy for classifiers; for GANs a quality metric, or None when no run has one."""
   if not is_gan:
     return "test.accuracy"
-  if any("eval.classifier_score" in r for r in rows):
-    return "eval.classifier_score"
-  return "final_epoch.g_loss"
+  return next((m for m in GAN_QUALITY if any(m in r for r in rows)), None)
 
 
 def lower_is_better(metric: str, mode: str) -> bool:
@@ -533,12 +652,14 @@ def as_number(v) -> float:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+  """Mean and sample std (ddof 1); the std of fewer than two values is NaN, never 0."""
   vals = [v for v in values if not math.isnan(v)]
   if not vals:
     return math.nan, math.nan
   m = sum(vals) / len(vals)
-  var = sum((v - m) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
-  return m, math.sqrt(var)
+  if len(vals) < 2:
+    return m, math.nan
+  return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
 
 
 def fmt(v) -> str:
@@ -562,7 +683,7 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
   rows, missing = [], []
   for job in jobs:
     path = epath.Path(job.workdir) / "results.json"
-    if not exists(path):
+    if not has_current_results(job, is_gan):
       missing.append(job)
       continue
     results = flatten({k: v for k, v in read_json(path).items() if k != "preempted"})
@@ -573,7 +694,7 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
     rows.append(row)
   os.makedirs(out_dir, exist_ok=True)
   metric = metric or default_metric(rows, is_gan)
-  low = lower_is_better(metric, mode)
+  low = lower_is_better(metric or "", mode)
   result_keys = sorted({k for r in rows for k in r} - {"member", "seed", *override_keys})
   result_keys = ([metric] if metric in result_keys else []) + [
       k for k in result_keys if k not in (metric, "wall_time_s")] + (
@@ -595,9 +716,9 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
     for k in numeric:
       g[k + ".mean"], g[k + ".std"] = mean_std([as_number(r.get(k)) for r in members])
     groups.append(g)
-  sort_key = lambda g: (math.isnan(g.get(metric + ".mean", math.nan)),
-                        (1 if low else -1) * g.get(metric + ".mean", 0.0)
-                        if not math.isnan(g.get(metric + ".mean", math.nan)) else 0.0)
+  sort_key = lambda g: (math.isnan(g.get(f"{metric}.mean", math.nan)),
+                        (1 if low else -1) * g.get(f"{metric}.mean", 0.0)
+                        if not math.isnan(g.get(f"{metric}.mean", math.nan)) else 0.0)
   groups.sort(key=sort_key)
   gcols = ["member", *override_keys, "n"] + [f"{k}.{s}" for k in numeric for s in ("mean", "std")]
   with open(os.path.join(out_dir, "summary_grouped.csv"), "w", newline="") as f:
@@ -610,8 +731,9 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
              if len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
   shown = [k for k in numeric if not any(k == m or k.startswith(m + ".") for m in MD_SKIP)]
   text = [f"# Sweep {title}", "",
-          f"{len(rows)} finished runs of {len(jobs)}; sorted by `{metric}` "
-          f"({'lower' if low else 'higher'} is better).", "",
+          f"{len(rows)} finished runs of {len(jobs)}; " + (
+              f"sorted by `{metric}` ({'lower' if low else 'higher'} is better)." if metric
+              else NOT_RANKED.format(", ".join(GAN_QUALITY))), "",
           "## Mean ± std over seeds", "",
           md_table(["member", *varying, "n"] + shown,
                    [[g["member"], *[g[k] for k in varying], g["n"]] +
@@ -622,20 +744,26 @@ def summarize(jobs: list[Job], out_dir: str, is_gan: bool, metric: str | None, m
                    [[r["member"], *[r.get(k, "") for k in varying], r["seed"]] +
                     [r.get(k, "") for k in shown] for r in rows])]
   if missing:
-    text += ["", "## Not finished", ""] + [
-        f"- {j.name} ({j.status if j.status != 'pending' else 'no results.json'})"
-        for j in missing]
+    text += ["", "## Not finished", ""] + [f"- {j.name} ({missing_reason(j)})" for j in missing]
   with open(os.path.join(out_dir, "summary.md"), "w") as f:
     f.write("\n".join(text) + "\n")
   png = plot(rows, groups, varying, metric, os.path.join(out_dir, "summary.png"))
   return {"rows": rows, "groups": groups, "metric": metric, "missing": missing, "png": png}
 
 
-def plot(rows: list[dict], groups: list[dict], varying: list[str], metric: str,
+def missing_reason(job: Job) -> str:
+  if job.status not in ("pending", "finished"):
+    return job.status
+  if finished(job.workdir):
+    return "its results.json is another config's"
+  return "no results.json"
+
+
+def plot(rows: list[dict], groups: list[dict], varying: list[str], metric: str | None,
          path: str) -> str | None:
   """The metric per member, and against each swept value (runs as dots, means as a line)."""
   values = [as_number(r.get(metric)) for r in rows]
-  if not rows or all(math.isnan(v) for v in values):
+  if not rows or not metric or all(math.isnan(v) for v in values):
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -881,12 +1009,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
   p.add_argument("--mode", choices=("auto", "min", "max"), default="auto",
                  help="whether lower or higher --metric is better (auto: lower for losses)")
   p.add_argument("--overrides", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                 help="config overrides for every member, e.g. num_epochs=2")
-  p.add_argument("--check", action="store_true",
-                 help="validate every member's config here before launching any")
+                 help="config overrides for every member, e.g. num_epochs=2 (or, as the "
+                 "mains take them, --config.num_epochs=2)")
   p.add_argument("--summarize", action="store_true", help="only (re)write the summary")
   p.add_argument("--tail", type=int, default=20, help="log lines shown for a failed member")
-  return p.parse_args(argv)
+  config_flags = [a for a in argv if a.startswith("--config.")]
+  args = p.parse_args([a for a in argv if not a.startswith("--config.")])
+  for flag in config_flags:
+    if "=" not in flag:
+      p.error(f"{flag}: use --config.key=value")
+  args.overrides += config_flags
+  return args
 
 
 def main(argv: list[str]) -> int:
@@ -951,25 +1084,31 @@ def main(argv: list[str]) -> int:
     for job in jobs:
       job.cmd = local_command(job, module, config_arg, fixed)
 
-  if args.check:
-    try:
-      base = apply_overrides(config, fixed_overrides(fixed))
-    except (KeyError, ValueError, TypeError) as e:
-      print(f"Error: --overrides: {e}", file=sys.stderr)
-      return 2
-    errors = check_members(base, members, is_gan)
-    if errors:
-      print("Error: invalid members:\n  " + "\n  ".join(errors), file=sys.stderr)
-      return 2
+  try:
+    base = apply_overrides(config, fixed_overrides(fixed))
+  except (KeyError, ValueError, TypeError) as e:
+    print(f"Error: --overrides: {e}", file=sys.stderr)
+    return 2
+  errors = check_members(base, members, is_gan)
+  if errors:
+    print("Error: invalid members (nothing was started):\n  " + "\n  ".join(errors),
+          file=sys.stderr)
+    return 2
+  for job in jobs:
+    job.config = member_config(base, job)
+  record = sweep_record(args, config_path, preset, sweep_name, fixed, members)
+  check_record(local_dir, record)
 
   # A dry run of a gs:// sweep prints the commands without asking the bucket what is done.
-  look = not (args.dry_run and is_url(sweep_dir))
-  done_before = [j for j in jobs if look and finished(j.workdir)]
-  for j in done_before:
-    j.status = "finished"
+  if not (args.dry_run and is_url(sweep_dir)):
+    classify(jobs, is_gan)
+  done_before = [j for j in jobs if j.status == "finished"]
   todo = [j for j in jobs if j.status == "pending"]
+  changed = [j for j in todo if j.changed]
   print(f"Sweep {sweep_name}: {len(members)} members x {args.seeds} seeds = {len(jobs)} runs of "
-        f"{module} in {sweep_dir} ({len(done_before)} finished, {len(todo)} to run)", flush=True)
+        f"{module} in {sweep_dir} ({len(done_before)} finished, {len(todo)} to run"
+        + (f", {len(changed)} of them afresh: their recorded config differs" if changed else "")
+        + ")", flush=True)
   slurm_dir = os.path.join(local_dir, "slurm")
   slurm = None
   if args.launcher == "slurm" and todo and not args.summarize:
@@ -979,7 +1118,11 @@ def main(argv: list[str]) -> int:
     for j in jobs:
       if j.status == "finished":
         print(f"# {j.name}: finished")
-      elif not slurm:
+        continue
+      if j.changed:
+        print(f"# {j.name}: config changed ({describe_changes(j.changed)}); its run would be "
+              "archived and run afresh")
+      if not slurm:
         print(shlex.join(j.cmd))
     if slurm:
       return submit_slurm(slurm, slurm_dir, dry_run=True)
@@ -988,10 +1131,9 @@ def main(argv: list[str]) -> int:
   if not args.summarize:
     for j in done_before:
       print(f"  skip {j.name} (finished)")
-    os.makedirs(local_dir, exist_ok=True)
-    with open(os.path.join(local_dir, "sweep.json"), "w") as f:
-      json.dump({"config": args.config, "sweep": sweep_name, "seeds": args.seeds,
-                 "overrides": fixed, "members": members}, f, indent=1, default=str)
+    write_record(local_dir, record)
+    archive_changed(changed)
+    todo = [j for j in todo if j.status == "pending"]
     at_once = {"local": args.parallel or 1, "tpu": 1, "slurm": len(todo)}[args.launcher]
     if todo and min(at_once, len(todo)) > 1:
       try:
@@ -1010,9 +1152,12 @@ def main(argv: list[str]) -> int:
                       f"{sweep_name} ({args.config})")
   print(f"Summary of {len(summary['rows'])} runs, sorted by {summary['metric']}: "
         f"{os.path.join(local_dir, 'summary.md')}" + (f", {summary['png']}" if summary["png"] else ""))
-  for g in summary["groups"][:10]:
-    m, s = g.get(summary["metric"] + ".mean", math.nan), g.get(summary["metric"] + ".std", 0.0)
-    print(f"  {fmt(m):>10} ± {fmt(s):<8} {g['member']}")
+  if summary["metric"] is None:
+    print("  " + NOT_RANKED.format(", ".join(GAN_QUALITY)))
+  for g in summary["groups"][:10] if summary["metric"] else ():
+    m, s = g.get(summary["metric"] + ".mean", math.nan), g.get(summary["metric"] + ".std", math.nan)
+    spread = f" ± {fmt(s)}" if g["n"] > 1 else ""
+    print(f"  {fmt(m) + spread:>20}  ({g['n']} seed{'s' if g['n'] > 1 else ''})  {g['member']}")
   interrupted = [j for j in jobs if j.status == "interrupted"]
   if interrupted:
     print(f"{len(interrupted)} runs stopped before finishing; rerun the same command to resume.")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,54 +118,96 @@ def test_dry_run_commands(tmp_path, capsys):
 
 
 def test_check_rejects_invalid_members(tmp_path, capsys):
-  rc = sweep.main(["--config=configs/acgan.py:test", "--grid", "loss.d=wasserstein", "--check",
-                   "--dry-run", f"--workdir={tmp_path}"])
+  """Members are always validated before any starts, on a dry run too; nothing is written."""
+  rc = sweep.main(["--config=configs/acgan.py:test", "--grid", "loss.d=wasserstein",
+                   f"--workdir={tmp_path}"])
   assert rc == 2 and "don't match" in capsys.readouterr().err
+  rc = sweep.main(["--config=configs/acgan.py:test", "--grid", "loss.dd=x", "--dry-run",
+                   f"--workdir={tmp_path}"])
+  assert rc == 2 and "unknown config key 'loss.dd'" in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
 
 
-def _fake_results(path, accuracy, loss):
+def _fake_results(path, accuracy, loss, config: dict | None = None):
+  """A run's results.json and, when given, the config.json it recorded."""
   os.makedirs(path, exist_ok=True)
+  if config is not None:
+    with open(os.path.join(path, "config.json"), "w") as f:
+      json.dump(config, f)
   with open(os.path.join(path, "results.json"), "w") as f:
     json.dump({"preempted": False, "test": {"accuracy": accuracy, "loss": loss},
                "final_epoch": {"loss": loss, "epoch": 2}, "wall_time_s": 1.5}, f)
 
 
+def _job(base, member: dict, seed: int, folder) -> "sweep.Job":
+  name = sweeps.member_name({**member, "seed": seed})
+  job = sweep.Job(member, seed, sweeps.member_name(member), name, str(folder / name),
+                  str(folder / name / "log.txt"))
+  job.config = sweep.member_config(base, job)
+  return job
+
+
 def test_summary_groups_seeds_and_sorts(tmp_path):
-  jobs = []
-  for lr, accs in ((0.1, (0.90, 0.92)), (1.0, (0.95, 0.97)), (3.0, (None, None))):
-    member = {"optimizer.learning_rate": lr}
+  base, jobs = load_config("cnn_seed", "test"), []
+  for lr, accs in ((0.1, (0.90, 0.92)), (1.0, (0.95, 0.97)), (3.0, (None, None)), (5.0, (0.99,))):
     for seed, acc in enumerate(accs):
-      name = sweeps.member_name({**member, "seed": seed})
-      job = sweep.Job(member, seed, sweeps.member_name(member), name, str(tmp_path / name),
-                      str(tmp_path / name / "log.txt"))
+      job = _job(base, {"optimizer.learning_rate": lr}, seed, tmp_path)
       if acc is not None:
-        _fake_results(job.workdir, acc, 1 - acc)
+        _fake_results(job.workdir, acc, 1 - acc, job.config)
       jobs.append(job)
+  # Results of another config (a different seed recorded) never count.
+  stale = _job(base, {"optimizer.learning_rate": 3.0}, 0, tmp_path)
+  _fake_results(stale.workdir, 0.999, 0.001, dict(stale.config, seed=7))
   summary = sweep.summarize(jobs, str(tmp_path), False, None, "auto", "test")
   assert summary["metric"] == "test.accuracy"
   with open(tmp_path / "summary.csv") as f:
     rows = list(csv.DictReader(f))
   assert [(r["optimizer.learning_rate"], r["seed"]) for r in rows] == [
-      ("0.1", "0"), ("0.1", "1"), ("1.0", "0"), ("1.0", "1")]
+      ("0.1", "0"), ("0.1", "1"), ("1.0", "0"), ("1.0", "1"), ("5.0", "0")]
   assert rows[0]["test.accuracy"] == "0.9" and rows[0]["final_epoch.loss"]
   with open(tmp_path / "summary_grouped.csv") as f:
     groups = list(csv.DictReader(f))
-  assert [g["member"] for g in groups] == ["optimizer.learning_rate=1", "optimizer.learning_rate=0.1"]
-  assert math.isclose(float(groups[0]["test.accuracy.mean"]), 0.96)
-  assert math.isclose(float(groups[0]["test.accuracy.std"]), 0.0141421356, rel_tol=1e-6)  # ddof=1
+  assert [g["member"] for g in groups] == ["optimizer.learning_rate=5", "optimizer.learning_rate=1",
+                                           "optimizer.learning_rate=0.1"]
+  assert math.isclose(float(groups[1]["test.accuracy.mean"]), 0.96)
+  assert math.isclose(float(groups[1]["test.accuracy.std"]), 0.0141421356, rel_tol=1e-6)  # ddof=1
+  assert groups[0]["n"] == "1" and groups[0]["test.accuracy.std"] == "nan"  # no std of one value
   md = (tmp_path / "summary.md").read_text()
   assert "| optimizer.learning_rate=1 | 1 | 2 | 0.96 ± 0.01414 |" in md
-  assert "optimizer.learning_rate=3,seed=0" in md.split("## Not finished")[1]
+  assert "| optimizer.learning_rate=5 | 5 | 1 | 0.99 |" in md
+  not_finished = md.split("## Not finished")[1]
+  assert "- optimizer.learning_rate=3,seed=0 (its results.json is another config's)" in not_finished
+  assert "optimizer.learning_rate=3,seed=1 (no results.json)" in not_finished
   assert (tmp_path / "summary.png").stat().st_size > 1000
   # A loss sorts lowest first.
   summary = sweep.summarize(jobs, str(tmp_path), False, "test.loss", "auto", "test")
-  assert summary["groups"][0]["member"] == "optimizer.learning_rate=1"
+  assert summary["groups"][0]["member"] == "optimizer.learning_rate=5"
+
+
+def test_gan_summary_ranks_by_quality_or_refuses(tmp_path):
+  """GAN runs rank by the classifier FD (lower first), never by a loss; without it, unranked."""
+  base = load_config("gan", "test")
+  jobs = [_job(base, {"d_steps": d}, 0, tmp_path) for d in (1, 2)]
+  for job, fid in zip(jobs, (3.0, 2.0)):
+    _fake_results(job.workdir, 0, 0, job.config)
+    results = json.loads((Path(job.workdir) / "results.json").read_text())
+    results["final_epoch"]["g_loss"] = fid
+    (Path(job.workdir) / "results.json").write_text(json.dumps(results))
+  summary = sweep.summarize(jobs, str(tmp_path), True, None, "auto", "test")
+  assert summary["metric"] is None and "not ranked" in (tmp_path / "summary.md").read_text()
+  for job, fid in zip(jobs, (3.0, 2.0)):
+    results = json.loads((Path(job.workdir) / "results.json").read_text())
+    (Path(job.workdir) / "results.json").write_text(json.dumps(dict(results, eval={"fid": fid})))
+  summary = sweep.summarize(jobs, str(tmp_path), True, None, "auto", "test")
+  assert summary["metric"] == "eval.fid"
+  assert [g["member"] for g in summary["groups"]] == ["d_steps=2", "d_steps=1"]
 
 
 def test_sweep_runs_skips_and_reports_failures(tfds_dir, tmp_path):
-  """Three CNN members, one with an invalid learning rate: it fails alone, with its log tail."""
+  """Three CNN members, one whose learning rate makes the loss NaN: it fails alone, with its log
+  tail."""
   members = [{"optimizer.learning_rate": 1.0}, {"optimizer.learning_rate": 0.3},
-             {"optimizer.learning_rate": -1.0}]
+             {"optimizer.learning_rate": 1e30}]
   spec = tmp_path / "tiny.json"
   spec.write_text(json.dumps(members))
   sweep_dir = tmp_path / "sweep"
@@ -172,11 +215,11 @@ def test_sweep_runs_skips_and_reports_failures(tfds_dir, tmp_path):
           f"--workdir={sweep_dir}", "--parallel=3", "--overrides", "num_epochs=1"]
   r = run_module(args)
   assert r.returncode == 1, r.stdout + r.stderr
-  bad, good = "optimizer.learning_rate=-1,seed=0", ["optimizer.learning_rate=1,seed=0",
-                                                     "optimizer.learning_rate=0.3,seed=0"]
+  bad, good = "optimizer.learning_rate=1e+30,seed=0", ["optimizer.learning_rate=1,seed=0",
+                                                        "optimizer.learning_rate=0.3,seed=0"]
   report = r.stdout.split("runs FAILED:")[1]
   assert f"--- {bad} (exit code 1)" in report
-  assert "config.optimizer.learning_rate=-1.0 is not allowed" in report  # the log's tail
+  assert "Non-finite loss" in report  # the log's tail
   for name in good:
     assert (sweep_dir / name / "results.json").exists()
     assert f"done {name}" in r.stdout
@@ -200,6 +243,33 @@ def test_sweep_runs_skips_and_reports_failures(tfds_dir, tmp_path):
   assert f"--- {bad} (exit code 1)" in r2.stdout
 
 
+def test_rerun_with_changed_overrides_never_reports_old_results(tfds_dir, tmp_path, capsys):
+  """A finished member rerun with another override runs afresh (its old run archived, not
+  deleted); the summary shows the new run only; sweep.json keeps the old record; a sweep of
+  another config in the same folder is refused."""
+  del tfds_dir
+  sweep_dir, name = tmp_path / "sweep", "optimizer.learning_rate=1,seed=0"
+  args = ["--config=configs/cnn_seed.py:test", "--grid", "optimizer.learning_rate=1.0",
+          f"--workdir={sweep_dir}", "--config.num_epochs=1"]
+  assert sweep.main(args) == 0
+  assert sweep.main(args) == 0
+  assert "(1 finished, 0 to run)" in capsys.readouterr().out
+  assert sweep.main(args[:-1] + ["--overrides", "num_epochs=2"]) == 0
+  out = capsys.readouterr().out
+  assert "(0 finished, 1 to run, 1 of them afresh: their recorded config differs)" in out, out
+  assert f"{name}: config changed (num_epochs: 1 -> 2)" in out
+  (archived,) = (sweep_dir / name / "archive").iterdir()
+  assert json.loads((archived / "results.json").read_text())["final_epoch"]["epoch"] == 1
+  assert json.loads((sweep_dir / name / "results.json").read_text())["final_epoch"]["epoch"] == 2
+  with open(sweep_dir / "summary.csv") as f:
+    assert [r["final_epoch.epoch"] for r in csv.DictReader(f)] == ["2"]
+  (kept,) = sweep_dir.glob("sweep.json.*")
+  assert json.loads(kept.read_text())["overrides"] == ["num_epochs=1"]
+  assert json.loads((sweep_dir / "sweep.json").read_text())["overrides"] == ["num_epochs=2"]
+  with pytest.raises(SystemExit, match="holds a sweep of configs/cnn_seed.py:test"):
+    sweep.main(["--config=configs/cnn.py:test", f"--workdir={sweep_dir}", "--dry-run"])
+
+
 def test_apply_overrides_matches_config_flags():
   """Overrides behave as --config.key=value: int -> float, unknown keys and wrong types raise."""
   base = load_config("cnn_seed", "test")
@@ -219,7 +289,9 @@ def test_apply_overrides_matches_config_flags():
 def test_slurm_dry_run_scripts(tmp_path, capsys):
   """--launcher=slurm --dry-run: an array over the unfinished runs, requeue on a clean stop, srun,
   the user's #SBATCH options over the defaults, a dependent --summarize job; nothing written."""
-  _fake_results(str(tmp_path / "optimizer.learning_rate=0.3,seed=1"), 0.9, 0.1)
+  done = _job(load_config("cnn_seed", "test", num_epochs=3), {"optimizer.learning_rate": 0.3}, 1,
+              tmp_path)
+  _fake_results(done.workdir, 0.9, 0.1, done.config)
   before = sorted(os.listdir(tmp_path))
   rc = sweep.main(["--config=configs/cnn_seed.py:test", "--grid", "optimizer.learning_rate=0.3,1.0",
                    "--seeds=2", "--launcher=slurm", "--dry-run", f"--workdir={tmp_path}",
@@ -283,8 +355,11 @@ def test_tpu_dry_run_spreads_members_over_slices(capsys):
 
 FAKE_GCLOUD = """#!{python}
 # Stands in for `gcloud compute tpus tpu-vm ssh SLICE ... --command=...`: logs when each member ran
-# on which slice, sleeps, and writes the member's results.json as a finished run would.
-import json, os, re, sys, time
+# on which slice, sleeps, and writes the member's config.json and results.json as a finished run
+# would.
+import ast, json, os, re, sys, time
+sys.path.insert(0, {repo!r})
+from ml_collections.config_flags import config_path
 slice_name = sys.argv[sys.argv.index("ssh") + 1]
 command = next(a for a in sys.argv if a.startswith("--command="))
 workdir = re.search(r"--workdir=(\\S+)", command).group(1)
@@ -295,6 +370,12 @@ def event(kind):
 event("start")
 time.sleep(1.0)
 os.makedirs(workdir, exist_ok=True)
+module, preset = re.search(r"--config=configs/(\\w+).py:?(\\w*)", command).groups()
+config = __import__(f"configs.{{module}}", fromlist=["x"]).get_config(preset)
+for key, value in re.findall(r"--config\\.(\\S+?)=(\\S+)", command):
+  config_path.set_value(key, config, ast.literal_eval(value))
+with open(os.path.join(workdir, "config.json"), "w") as f:
+  f.write(config.to_json())
 with open(os.path.join(workdir, "results.json"), "w") as f:
   json.dump({{"test": {{"accuracy": 0.5}}}}, f)
 event("end")
@@ -305,7 +386,7 @@ def test_tpu_slices_run_one_member_each_at_a_time(tmp_path):
   """5 members on 2 slices (a fake gcloud): both slices busy at once, never 2 members on one."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+  (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable, repo=str(REPO)))
   (bin_dir / "gcloud").chmod(0o755)
   events_path = tmp_path / "events.jsonl"
   sweep_dir = tmp_path / "sweep"
