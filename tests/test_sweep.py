@@ -1,4 +1,4 @@
-"""scripts/sweep.py and common/sweeps.py: names, shipped sweeps, commands, summaries, a real sweep."""
+"""scripts/sweep.py, scripts/sweeping/ and common/sweeps.py: names, shipped sweeps, commands, summaries, a real sweep."""
 
 import csv
 import importlib
@@ -18,6 +18,9 @@ import pytest
 from conftest import REPO, load_config, run_module
 
 from common import sweeps
+from scripts.sweeping import members as sweep_members
+from scripts.sweeping import runner as sweep_runner
+from scripts.sweeping import summary as sweep_summary
 
 
 def _load_script(name: str):
@@ -70,7 +73,7 @@ def test_shipped_sweeps_pass_gan_check(name, sweep_name, size):
   for preset in ("", "cpu", "test"):
     base = load_config(name, preset)
     for member in members:
-      config = sweep.apply_overrides(base, member)
+      config = sweep_members.apply_overrides(base, member)
       keys.validate(config)  # raises ConfigError on an invalid combination
       for key, value in sweeps.config_overrides(member).items():
         target = config
@@ -139,11 +142,11 @@ def _fake_results(path, accuracy, loss, config: dict | None = None):
                "final_epoch": {"loss": loss, "epoch": 2}, "wall_time_s": 1.5}, f)
 
 
-def _job(base, member: dict, seed: int, folder) -> "sweep.Job":
+def _job(base, member: dict, seed: int, folder) -> "sweep_members.Job":
   name = sweeps.member_name({**member, "seed": seed})
-  job = sweep.Job(member, seed, sweeps.member_name(member), name, str(folder / name),
+  job = sweep_members.Job(member, seed, sweeps.member_name(member), name, str(folder / name),
                   str(folder / name / "log.txt"))
-  job.config = sweep.member_config(base, job)
+  job.config = sweep_members.member_config(base, job)
   return job
 
 
@@ -158,7 +161,7 @@ def test_summary_groups_seeds_and_sorts(tmp_path):
   # Results of another config (a different seed recorded) never count.
   stale = _job(base, {"optimizer.learning_rate": 3.0}, 0, tmp_path)
   _fake_results(stale.workdir, 0.999, 0.001, dict(stale.config, seed=7))
-  summary = sweep.summarize(jobs, str(tmp_path), False, None, "auto", "test")
+  summary = sweep_summary.summarize(jobs, str(tmp_path), False, None, "auto", "test")
   assert summary["metric"] == "test.accuracy"
   with open(tmp_path / "summary.csv") as f:
     rows = list(csv.DictReader(f))
@@ -180,7 +183,7 @@ def test_summary_groups_seeds_and_sorts(tmp_path):
   assert "optimizer.learning_rate=3,seed=1 (no results.json)" in not_finished
   assert (tmp_path / "summary.png").stat().st_size > 1000
   # A loss sorts lowest first.
-  summary = sweep.summarize(jobs, str(tmp_path), False, "test.loss", "auto", "test")
+  summary = sweep_summary.summarize(jobs, str(tmp_path), False, "test.loss", "auto", "test")
   assert summary["groups"][0]["member"] == "optimizer.learning_rate=5"
 
 
@@ -193,12 +196,12 @@ def test_gan_summary_ranks_by_quality_or_refuses(tmp_path):
     results = json.loads((Path(job.workdir) / "results.json").read_text())
     results["final_epoch"]["g_loss"] = fid
     (Path(job.workdir) / "results.json").write_text(json.dumps(results))
-  summary = sweep.summarize(jobs, str(tmp_path), True, None, "auto", "test")
+  summary = sweep_summary.summarize(jobs, str(tmp_path), True, None, "auto", "test")
   assert summary["metric"] is None and "not ranked" in (tmp_path / "summary.md").read_text()
   for job, fid in zip(jobs, (3.0, 2.0)):
     results = json.loads((Path(job.workdir) / "results.json").read_text())
     (Path(job.workdir) / "results.json").write_text(json.dumps(dict(results, eval={"fid": fid})))
-  summary = sweep.summarize(jobs, str(tmp_path), True, None, "auto", "test")
+  summary = sweep_summary.summarize(jobs, str(tmp_path), True, None, "auto", "test")
   assert summary["metric"] == "eval.fid"
   assert [g["member"] for g in summary["groups"]] == ["d_steps=2", "d_steps=1"]
 
@@ -273,17 +276,17 @@ def test_rerun_with_changed_overrides_never_reports_old_results(tfds_dir, tmp_pa
 def test_apply_overrides_matches_config_flags():
   """Overrides behave as --config.key=value: int -> float, unknown keys and wrong types raise."""
   base = load_config("cnn_seed", "test")
-  config = sweep.apply_overrides(base, {"optimizer.learning_rate": 2, "batch_size": 64,
+  config = sweep_members.apply_overrides(base, {"optimizer.learning_rate": 2, "batch_size": 64,
                                         sweeps.LABEL: "label is not a key"})
   assert isinstance(config.optimizer.learning_rate, float) and config.optimizer.learning_rate == 2.0
   assert config.batch_size == 64 and base.batch_size == 128  # a copy
   for key in ("optimizer.nope", "nope", "model.name.deeper"):
     with pytest.raises(KeyError, match="unknown config key"):
-      sweep.apply_overrides(base, {key: 1})
+      sweep_members.apply_overrides(base, {key: 1})
   with pytest.raises(TypeError):
-    sweep.apply_overrides(base, {"batch_size": "many"})
+    sweep_members.apply_overrides(base, {"batch_size": "many"})
   with pytest.raises(TypeError):
-    sweep.apply_overrides(base, {"batch_size": 2.5})
+    sweep_members.apply_overrides(base, {"batch_size": 2.5})
 
 
 def test_slurm_dry_run_scripts(tmp_path, capsys):
@@ -414,7 +417,7 @@ def test_tpu_slices_run_one_member_each_at_a_time(tmp_path):
 
 
 def test_claim_sees_live_runs_in_markers_and_run_locks(tmp_path):
-  job = sweep.Job({}, 0, "base", "base,seed=0", str(tmp_path / "w"), str(tmp_path / "m" / "log.txt"))
+  job = sweep_members.Job({}, 0, "base", "base,seed=0", str(tmp_path / "w"), str(tmp_path / "m" / "log.txt"))
   sleeper = subprocess.Popen(["sleep", "60"])
   try:
     dead = subprocess.Popen(["true"])
@@ -422,26 +425,26 @@ def test_claim_sees_live_runs_in_markers_and_run_locks(tmp_path):
     # A stale marker (its process is gone) is taken over; a live one is respected.
     os.makedirs(os.path.dirname(job.marker))
     with open(job.marker, "w") as f:
-      json.dump({"pid": dead.pid, "host": sweep.HOST}, f)
-    assert sweep.claim(job) is None
+      json.dump({"pid": dead.pid, "host": sweep_runner.HOST}, f)
+    assert sweep_runner.claim(job) is None
     assert json.load(open(job.marker))["pid"] == os.getpid()
-    sweep.release(job)
+    sweep_runner.release(job)
     assert not os.path.exists(job.marker)
     with open(job.marker, "w") as f:
-      json.dump({"pid": sleeper.pid, "host": sweep.HOST}, f)
-    assert sweep.claim(job)["pid"] == sleeper.pid
+      json.dump({"pid": sleeper.pid, "host": sweep_runner.HOST}, f)
+    assert sweep_runner.claim(job)["pid"] == sleeper.pid
     with open(job.marker, "w") as f:  # the same pid on another host says nothing here
-      json.dump({"pid": sleeper.pid, "host": sweep.HOST + "-other"}, f)
-    assert sweep.claim(job) is None
-    sweep.release(job)
+      json.dump({"pid": sleeper.pid, "host": sweep_runner.HOST + "-other"}, f)
+    assert sweep_runner.claim(job) is None
+    sweep_runner.release(job)
     # The run's own <workdir>/.lock ({"pid", "host", "start"}).
     os.makedirs(job.workdir)
     with open(os.path.join(job.workdir, ".lock"), "w") as f:
-      json.dump({"pid": sleeper.pid, "host": sweep.HOST, "start": 0}, f)
-    assert sweep.claim(job)["pid"] == sleeper.pid and not os.path.exists(job.marker)
+      json.dump({"pid": sleeper.pid, "host": sweep_runner.HOST, "start": 0}, f)
+    assert sweep_runner.claim(job)["pid"] == sleeper.pid and not os.path.exists(job.marker)
     with open(os.path.join(job.workdir, ".lock"), "w") as f:
-      json.dump({"pid": dead.pid, "host": sweep.HOST, "start": 0}, f)
-    assert sweep.claim(job) is None
+      json.dump({"pid": dead.pid, "host": sweep_runner.HOST, "start": 0}, f)
+    assert sweep_runner.claim(job) is None
   finally:
     sleeper.kill()
     sleeper.wait()
@@ -450,7 +453,7 @@ def test_claim_sees_live_runs_in_markers_and_run_locks(tmp_path):
 def _proc_cmdlines() -> list[str]:
   out = []
   for pid in os.listdir("/proc"):
-    if pid.isdigit() and sweep.pid_alive(int(pid)):
+    if pid.isdigit() and sweep_runner.pid_alive(int(pid)):
       try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
           out.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
@@ -486,18 +489,18 @@ def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir
   try:
     _wait_for(lambda: (member_dir / "metrics.jsonl").exists(), 180, "the member's first epoch")
     member_pid = json.loads((member_dir / ".running").read_text())["pid"]
-    assert member_pid != driver.pid and sweep.pid_alive(member_pid)
+    assert member_pid != driver.pid and sweep_runner.pid_alive(member_pid)
 
     second = run_module(args[1:], timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert f"skip {name} (already running: pid {member_pid} on {sweep.HOST})" in second.stdout
+    assert f"skip {name} (already running: pid {member_pid} on {sweep_runner.HOST})" in second.stdout
     assert (member_dir / "log.txt").read_text().count("\n=== ") == 1
     assert sum(f"--workdir={member_dir} " in c for c in _proc_cmdlines()) == 1
     assert not (member_dir / "results.json").exists()
 
     driver.kill()  # SIGKILL: no handler runs in the driver
     driver.wait(timeout=30)
-    _wait_for(lambda: not sweep.pid_alive(member_pid), 90, "the member to exit")
+    _wait_for(lambda: not sweep_runner.pid_alive(member_pid), 90, "the member to exit")
     log = (member_dir / "log.txt").read_text()
     assert "Preempted: saved step" in log, log[-2000:]
     assert any(p.name.isdigit() for p in (member_dir / "checkpoints").iterdir())
@@ -506,5 +509,5 @@ def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir
     if driver.poll() is None:
       driver.kill()
       driver.wait()
-    if member_pid and sweep.pid_alive(member_pid):
+    if member_pid and sweep_runner.pid_alive(member_pid):
       os.kill(member_pid, signal.SIGKILL)

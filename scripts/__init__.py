@@ -1,0 +1,1 @@
+"""Command-line scripts: sweeps, the TPU launcher, benchmarks."""
