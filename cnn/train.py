@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from absl import logging
+from etils import epath
 from flax import nnx
 
 from common import data as data_lib
@@ -146,6 +147,9 @@ def restore_classifier(workdir: str, mesh, step: int | None = None):
     run = runs.restore_run(workdir, keys.KEYS, template, retired=keys.RETIRED, step=step,
                            what="cnn classifier run")
   except runs.RunError as e:
+    if (epath.Path(workdir) / runs.CONFIG_FILE).exists():  # another kind of run lives there
+      raise runs.RunError(f"{e} Pass a cnn run's workdir (train one with `python -m cnn.main "
+                          "--config=configs/cnn.py --workdir=runs/cnn`).") from None
     raise runs.RunError(f"{e} Train a classifier with `python -m cnn.main "
                         f"--config=configs/cnn.py --workdir={workdir}`.") from None
   graphdef = nnx.split(model_of(run.config, run.info), nnx.Param, ...)[0]

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 from common import config as cfg
 from common import runs
 from common import workdir_lock
+from common import entry
 from common.entry import USER_ERRORS, enable_compilation_cache
 
 FLAGS = flags.FLAGS
@@ -25,22 +26,43 @@ flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize(); defau
                   "(TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS set).")
 flags.DEFINE_bool("debug", False, "Show the traceback of errors otherwise reported in one line.")
 
-def _parse(argv: list[str]) -> list[str]:
-  _check_config_file(argv)
+def _parser(keys: cfg.Keys) -> Callable[[list[str]], list[str]]:
+  """The flags parser of a training main: --help with the config keys, one-line errors."""
+  names = [f.name for f in FLAGS.get_flags_for_module(__name__)] + [f"config.{k}" for k in keys]
+
+  def parse(argv: list[str]) -> list[str]:
+    _check_config_file(argv)
+    try:
+      return entry.parse_flags(argv, names, lambda: _help(argv, keys))
+    except flags.Error as e:
+      text = str(e)
+      if "Traceback" in text:  # an exception inside the config file: keep its own message
+        lines = [line for line in text.splitlines() if line.strip()]
+        text = f"{argv_config(argv)}: {lines[-1]}"
+      sys.exit(f"Error: {' '.join(text.split())}")
+    except (AttributeError, KeyError) as e:  # an override of a key the config file lacks
+      bad = next((a for a in argv[1:] if a.startswith("--config.")), "--config.")
+      hint = entry.nearest(bad[2:].partition("=")[0], names)
+      sys.exit(f"Error: {bad}: the config has no such key ({type(e).__name__})"
+               + (f"; did you mean --{hint}?" if hint else "; --keys lists them."))
+    except Exception as e:  # pylint: disable=broad-except
+      sys.exit(f"Error: {type(e).__name__}: {' '.join(str(e).split())}")
+
+  return parse
+
+
+def _help(argv: list[str], keys: cfg.Keys) -> str:
+  """The main's docstring, its flags, and every config key (with --config's values if given)."""
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  config = cfg.defaults(keys)
+  rest = [a for a in argv if a not in entry.HELP_FLAGS]
   try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    text = str(e)
-    if "Traceback" in text:  # an exception inside the config file: keep its own message
-      lines = [line for line in text.splitlines() if line.strip()]
-      text = f"{argv_config(argv)}: {lines[-1]}"
-    sys.exit(f"Error: {text}")
-  except (AttributeError, KeyError) as e:  # an override of a key the config doesn't have
-    bad = [a for a in argv[1:] if a.startswith("--config.")]
-    sys.exit(f"Error: unknown config key in {' '.join(bad)} ({e}); run with --config=FILE "
-             "and look at the file's get_config() for the keys.")
-  except Exception as e:  # pylint: disable=broad-except
-    sys.exit(f"Error: {type(e).__name__}: {e}")
+    if FLAGS(rest) and FLAGS.config is not None:
+      config = FLAGS.config
+  except Exception:  # pylint: disable=broad-except
+    pass  # a bad --config: show the defaults; running without --help reports the error
+  return (f"{doc}\n\nFlags:\n{entry.flags_help(__name__)}\n  --config.KEY=VALUE: override a "
+          f"config key\n\nConfig keys:\n{cfg.describe(config, keys)}")
 
 
 def _check_config_file(argv: list[str]) -> None:
@@ -113,7 +135,7 @@ def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
     if results.get("preempted"):
       logging.info("Preempted; checkpoint saved. Rerun the same command to resume.")
 
-  app.run(main, flags_parser=_parse)
+  app.run(main, flags_parser=_parser(keys))
 
 
 def _train_reporting_errors(train_and_evaluate: Callable, config, workdir: str) -> dict:

@@ -115,7 +115,8 @@ def describe(config: ml_collections.ConfigDict, keys: Keys) -> str:
   for path, key in keys.items():
     value = values.get(path, key.default)
     shown = repr(value) if value == key.default else f"{value!r} [{key.default!r}]"
-    lines.append(f"{path.ljust(width)}  {shown}{'  (r)' if key.resumable else ''}  - {key.doc}")
+    lines.append(f"{path.ljust(width)}  {shown}{'  (r)' if key.resumable else ''}  - {key.doc}"
+                 f" [{key.rule.allowed or 'any value'}]")
   return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -139,6 +140,7 @@ def _download_and_prepare(config, builder, file_format: str | None = None) -> No
   # TFDS retries a failed download 10 times with backoff (209 s offline); 2 fail in seconds.
   from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
   downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 2)
+  tfds.display_progress_bar(sys.stderr.isatty())  # no escape codes in log files
   try:
     builder.download_and_prepare(
         download_dir=own, file_format=file_format,
@@ -300,12 +302,8 @@ def load_disk(config) -> tuple[DatasetInfo, DiskSource, dict[str, HostSplit]]:
     raise DataError(f"{config.dataset} is generated in memory, not read from disk; use "
                     "--config.data_placement=device or host.")
   builder = _builder(config, file_format=ARRAY_RECORD)
-  if not _random_access(builder):
-    raise DataError(
-        f"data_placement='disk' reads examples by index from TFDS's {ARRAY_RECORD} files, but "
-        f"{config.dataset!r} is prepared in {data_dir(config)} as {builder.info.file_format.value}."
-        f" Give the run a data_dir where it is not prepared (--config.data_dir=DIR: it is then "
-        f"prepared there as {ARRAY_RECORD}), or use data_placement=device or host.")
+  if not _random_access(builder):  # prepared as TFDS's default tfrecord: read a converted copy
+    builder = _array_record_copy(config, builder)
   info = _tfds_info(builder)
   for split in ("train", "test"):
     _check_split(config, builder, split)
@@ -319,6 +317,38 @@ def load_disk(config) -> tuple[DatasetInfo, DiskSource, dict[str, HostSplit]]:
     check(info, {"train": read_rows(train, lo, min(hi, lo + 256), hi - lo)})
   check(info, evals)
   return info, DiskSource(train, lo, hi, ranges["train"][1]), evals
+
+
+def _array_record_copy(config, builder):
+  """The builder of an array_record copy of a tfrecord-prepared dataset, written once into
+  DATA_DIR/array_record/ (the same records, byte for byte, in TFDS's random-access format).
+
+  Our own over `tfds convert_format`: that needs Apache Beam installed even to import."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import file_adapters  # pylint: disable=g-import-not-at-top
+  root = epath.Path(data_dir(config)) / ARRAY_RECORD
+  out = root / epath.Path(builder.data_dir).relative_to(data_dir(config))
+  if jax.process_index() == 0 and not (out / "dataset_info.json").exists():
+    print(f"Converting {config.dataset} from tfrecord to {ARRAY_RECORD} (once) into {out} ...",
+          flush=True)
+    tmp = out.parent / f".{out.name}.incomplete"
+    if tmp.exists():
+      tmp.rmtree()
+    tmp.mkdir(parents=True)
+    for f in epath.Path(builder.data_dir).iterdir():
+      if ".tfrecord-" not in f.name:
+        (tmp / f.name).write_bytes(f.read_bytes())
+        continue
+      records = file_adapters.TfRecordFileAdapter.make_tf_data(f)
+      file_adapters.ArrayRecordFileAdapter.write_examples(
+          tmp / f.name.replace(".tfrecord-", f".{ARRAY_RECORD}-"),
+          ((i, r.numpy()) for i, r in enumerate(records)))
+    info = json.loads((tmp / "dataset_info.json").read_text())
+    (tmp / "dataset_info.json").write_text(json.dumps(dict(info, fileFormat=ARRAY_RECORD)))
+    tmp.rename(out)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"convert {config.dataset}")
+  return tfds.builder(config.dataset, data_dir=str(root))
 
 
 def decoded_train_bytes(config) -> int:

@@ -4,12 +4,13 @@ Training entry points add their flags in common.cli; tools (gan.sample, gan.eval
 their own flags and call `run_tool`.
 """
 
+import difflib
 import os
 import sys
 from typing import Callable
 
 import jax
-from absl import app, logging
+from absl import app, flags, logging
 
 from common import checkpoint
 from common import config as cfg
@@ -36,17 +37,47 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
 
 
-def parse_step(text: str) -> int | str | None:
-  """--step: 'latest' (None), 'best', or a step number."""
-  if text in ("latest", "best"):
-    return None if text == "latest" else text
-  if not text.isdigit():
-    sys.exit(f"Error: --step={text!r}: use latest, best or a step number.")
-  return int(text)
+HELP_FLAGS = ("--help", "-h", "--helpshort", "-?")
+
+
+def flags_help(module: str) -> str:
+  """One line per flag that `module` defines: name, help, default."""
+  lines = []
+  for flag in flags.FLAGS.get_flags_for_module(module):
+    default = "" if flag.default is None else f" (default: {flag.default!r})"
+    lines.append(f"  --{flag.name}: {flag.help}{default}")
+  return "\n".join(lines)
+
+
+def nearest(name: str, names: list[str]) -> str | None:
+  """The name in `names` closest to `name`, whole or by its last dotted part; None if none is."""
+  by_part = {n.rsplit(".", 1)[-1]: n for n in names}
+  close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) or difflib.get_close_matches(
+      name.rsplit(".", 1)[-1], list(by_part), n=1, cutoff=0.6)
+  return (close[0] if close[0] in names else by_part[close[0]]) if close else None
+
+
+def parse_flags(argv: list[str], names: list[str], help_text: Callable[[], str]) -> list[str]:
+  """absl's parsing, but --help prints `help_text()` and exits 0 (absl's lists other modules'
+  flags and exits 1), and an unknown flag is one line naming the nearest of `names`."""
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    print(help_text())
+    sys.exit(0)
+  try:
+    return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    hint = nearest(e.flagname, names)
+    sys.exit(f"Error: unknown flag --{e.flagname}" + (f"; did you mean --{hint}?" if hint else "")
+             + " (--help lists the flags" + (" and config keys)." if any(
+                 n.startswith("config.") for n in names) else ")."))
 
 
 def run_tool(main: Callable) -> None:
   """app.run for a command-line tool (sampling, evaluation): user errors as one line."""
+  module = sys.argv[0]
+  names = [f.name for f in flags.FLAGS.get_flags_for_module(module)]
+  doc = sys.modules["__main__"].__doc__ or ""
+  help_text = lambda: f"{doc.strip()}\n\nFlags:\n{flags_help(module)}"  # pylint: disable=unnecessary-lambda-assignment
 
   def guarded(argv):
     logging.set_verbosity(logging.WARNING)
@@ -56,4 +87,4 @@ def run_tool(main: Callable) -> None:
     except USER_ERRORS as e:
       sys.exit(f"Error: {e}")
 
-  app.run(guarded)
+  app.run(guarded, flags_parser=lambda argv: parse_flags(argv, names, help_text))

@@ -42,8 +42,11 @@ RUN = {
                      resumable=True),
     "dtype": Key("float32", choice("float32", "bfloat16"),
                  "compute dtype; parameters and optimizer state stay float32"),
-    "progress_bar": Key("auto", choice("auto", "on", "off"), "progress bar inside epochs",
-                        resumable=True),
+    "progress_bar": Key("auto", choice("auto", "on", "off"), "progress inside epochs: a bar on "
+                        "a terminal, a line every 30 s in a log file (auto), or none", resumable=True),
+    "wandb_project": Key("", TEXT, "also log scalars, sample grids and the config to this Weights "
+                         "& Biases project ('' off; pip install -e '.[wandb]'; WANDB_MODE=offline "
+                         "works)", resumable=True),
 }
 
 

@@ -191,7 +191,6 @@ def _restore(task: Task, mesh, ckpts: checkpoint.Checkpoints, seed: int, workdir
   if ckpts.latest_step() is not None:
     state, saved = ckpts.restore(state)
     meta.update(saved)
-    logging.info("Resumed from step %d in %s", int(state.step), workdir)
   return state, meta
 
 
@@ -227,10 +226,11 @@ def _compile(task: Task, plan: Plan, state, feed: _Feed, train, config, mesh):
                                 jax.random.PRNGKey(0))[1]
   zero_sums = lambda: parallel.replicate(  # pylint: disable=g-long-lambda
       mesh, jax.tree.map(lambda s: np.zeros(s.shape, np.float32), like_metrics))
+  reporting.print_line("Compiling the training step...")
   start = time.perf_counter()
   compiled = train_chunk.lower(state, feed.like, jnp.int32(0), zero_sums()).compile()
   seconds = time.perf_counter() - start
-  logging.info("Compiled the training chunk in %.1fs", seconds)
+  reporting.print_line(f"Compiled in {seconds:.1f}s")
   return compiled, zero_sums, seconds
 
 
@@ -263,12 +263,13 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   with a checkpoint, and results['preempted'] is True.
   """
   timer = reporting.Timer()
-  progress = reporting.Progress({"auto": None, "on": True, "off": False}[config.progress_bar])
+  progress = reporting.Progress(config.progress_bar)
   plan = make_plan(config, task, splits["train"], mesh, progress)
   ckpts = checkpoint.Checkpoints(workdir, config.max_checkpoints)
-  writer = reporting.Writer(workdir)
+  writer = reporting.Writer(workdir, config)
   state, meta = _restore(task, mesh, ckpts, config.seed, workdir)
   step = int(state.step)
+  _say_where(step, plan, workdir)
   history = writer.history(up_to_epoch=step // plan.steps_per_epoch, recovered=meta["history"])
   evaluate = make_evaluate(task, config.eval_batch_size) if task.eval_step else None
   best_ckpts = (checkpoint.Checkpoints(workdir, 1, folder=checkpoint.BEST)
@@ -278,8 +279,9 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
            meta["train_time_s"])
   feed = _feed(plan, task, splits["train"], mesh, state, step)
   try:
-    compiled, zero_sums, compile_s = _compile(task, plan, state, feed, splits["train"], config,
-                                              mesh)
+    compiled, zero_sums, compile_s = (
+        _compile(task, plan, state, feed, splits["train"], config, mesh)
+        if step < plan.total_steps else (None, None, 0.0))
     epoch_sums = meta.get("epoch_sums")
     while step < plan.total_steps:
       sums = (parallel.replicate(mesh, {k: np.float32(v) for k, v in epoch_sums.items()})
@@ -307,6 +309,19 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
     reporting.write_json(workdir, "results.json", results)
   writer.close()
   return state, results
+
+
+def _say_where(step: int, plan: Plan, workdir: str) -> None:
+  """One line when a run does not start from scratch: resumed, or nothing left to do."""
+  spe = plan.steps_per_epoch
+  if step >= plan.total_steps:
+    reporting.print_line(
+        f"Already finished ({step // spe} epochs, step {step}) in {workdir}; evaluating it "
+        f"again. Raise --config.num_epochs to train on, or pass another --workdir.")
+  elif step > 0:
+    within = f", step {step % spe}/{spe} of epoch {step // spe + 1}" if step % spe else ""
+    reporting.print_line(f"Resumed from step {step} (epoch {step // spe}/{plan.num_epochs} "
+                         f"done{within}) in {workdir}")
 
 
 def _train_epoch(r: _Run, compiled, state, sums, feed: _Feed, step: int):

@@ -36,26 +36,38 @@ def keras_line(epoch: int, num_epochs: int, steps: int, total_steps: int, second
 
 
 class Progress:
-  """A progress bar inside an epoch, only when writing to a terminal.
+  """Progress inside an epoch: a bar on a terminal, a plain line every `log_every_s` seconds in
+  a log file (SLURM output, `> log`), nothing when off.
 
-  Our own over tqdm: it must share the line with Keras-style epoch lines and clear itself."""
+  Our own over tqdm: the bar must share the line with Keras-style epoch lines and clear itself,
+  and log files get whole lines, never carriage returns."""
 
-  def __init__(self, enabled: bool | None = None):
-    self.enabled = sys.stdout.isatty() if enabled is None else enabled
+  def __init__(self, mode: str = "auto", log_every_s: float = 30.0):
+    self.bar = mode == "on" or (mode == "auto" and sys.stdout.isatty())
+    self.enabled = self.bar or mode == "auto"   # whether the loop reports progress at all
+    self.log_every_s = log_every_s
+    self._last = 0.0
 
   def update(self, epoch: int, num_epochs: int, done: int, total: int, seconds: float) -> None:
     if not self.enabled or not is_writer():
       return
+    eta = seconds / max(done, 1) * (total - done)
+    if not self.bar:
+      if seconds - self._last >= self.log_every_s and done < total:
+        self._last = seconds
+        print(f"Epoch {epoch}/{num_epochs} - {done}/{total} - {seconds:.0f}s - ETA {eta:.0f}s",
+              flush=True)
+      return
     width = 30
     filled = int(width * done / max(total, 1))
-    eta = seconds / max(done, 1) * (total - done)
     sys.stdout.write(f"\rEpoch {epoch}/{num_epochs} - {done}/{total} "
                      f"[{'=' * filled}{'>' if filled < width else ''}{'.' * (width - filled - 1)}]"
                      f" - ETA {eta:.0f}s ")
     sys.stdout.flush()
 
   def clear(self) -> None:
-    if self.enabled and is_writer():
+    self._last = 0.0
+    if self.bar and is_writer():
       sys.stdout.write("\r\033[K")
       sys.stdout.flush()
 
@@ -81,16 +93,18 @@ class Writer:
   line with a warning, and resuming truncates the file with an atomic rewrite.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, config=None):
     self.workdir = workdir
     self.path = epath.Path(workdir) / "metrics.jsonl"
     self._rows: list[dict] = []
     self._tail_checked = False
-    self._tb = None
+    self._tb = self._wandb = None
     if is_writer():
       epath.Path(workdir).mkdir(parents=True, exist_ok=True)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
+      if config is not None and config.get("wandb_project"):
+        self._wandb = wandb_run(workdir, config)
 
   def history(self, up_to_epoch: int, recovered: list[dict] | None = None) -> list[dict]:
     """Epoch records already written, truncated to those a checkpoint covers (exact resume).
@@ -142,19 +156,45 @@ class Writer:
       self._append(record)
     else:
       self._rewrite()
-    for key, value in record.items():
-      if key not in ("epoch", "step") and isinstance(value, (int, float)):
-        self._tb.add_scalar(key, value, record["step"])
+    scalars = {k: v for k, v in record.items()
+               if k not in ("epoch", "step") and isinstance(v, (int, float))}
+    for key, value in scalars.items():
+      self._tb.add_scalar(key, value, record["step"])
     self._tb.flush()
+    if self._wandb is not None:
+      self._wandb.log({"epoch": record["epoch"], **scalars}, step=record["step"])
 
   def write_images(self, tag: str, images_nhwc: np.ndarray, step: int) -> None:
     if is_writer():
       self._tb.add_images(tag, images_nhwc, step, dataformats="NHWC")
       self._tb.flush()
+      if self._wandb is not None:
+        import wandb  # pylint: disable=g-import-not-at-top
+        from common import plots  # pylint: disable=g-import-not-at-top
+        rows = max(1, int(np.sqrt(len(images_nhwc))))
+        self._wandb.log({tag: wandb.Image(plots.grid(images_nhwc, rows))}, step=step)
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+    if self._wandb is not None:
+      self._wandb.finish()
+
+
+def wandb_run(workdir: str, config):
+  """The Weights & Biases run of this workdir: one id kept in WORKDIR/wandb_id.txt, so a resumed
+  run goes on logging into the same W&B run."""
+  try:
+    import wandb  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise WriteError("config.wandb_project is set but wandb is not installed: run "
+                     "pip install -e '.[wandb]' (or set --config.wandb_project='').") from None
+  id_file = epath.Path(workdir) / "wandb_id.txt"
+  run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(8)
+  atomic_write_text(id_file, run_id)
+  return wandb.init(project=config.wandb_project, name=config.name, id=run_id, resume="allow",
+                    dir=workdir if _is_local(workdir) else None,
+                    config=json.loads(config.to_json()))
 
 
 def read_json(workdir: str, name: str) -> dict | None:

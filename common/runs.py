@@ -114,6 +114,16 @@ def recorded_differences(workdir: str, current: dict, keys: cfg.Keys,
   return cfg.differences(saved, current)
 
 
+def parse_step(step: int | str) -> int | str | None:
+  """A checkpoint to read ('latest', 'best' or a step number, as text or int) as restore_run
+  takes it: None for the latest."""
+  if step in ("latest", "best"):
+    return None if step == "latest" else step
+  if isinstance(step, int) and step >= 0 or isinstance(step, str) and step.isdigit():
+    return int(step)
+  raise RunError(f"step={step!r}: use latest, best or a step number.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Restored:
   """A run read back: its config, its dataset's metadata, and one checkpoint's state."""

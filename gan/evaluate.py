@@ -12,6 +12,7 @@ from absl import app, flags
 from common import entry
 from common import parallel
 from common import reporting
+from common import runs
 from gan import evaluation
 from gan import players as players_lib
 
@@ -26,7 +27,7 @@ flags.DEFINE_integer("seed", None, "Sampling seed; default config.seed + 2.")
 def main(argv):
   del argv
   mesh = parallel.make_mesh()
-  step = entry.parse_step(FLAGS.step)
+  step = runs.parse_step(FLAGS.step)
   run, players = players_lib.restore(FLAGS.workdir, mesh, step)
   out = evaluation.evaluate(run.config, run.info, players, run.state, mesh,
                             classifier_workdir=FLAGS.classifier_workdir, num=FLAGS.num,

@@ -31,6 +31,7 @@ from common import datasets
 from common import reporting
 from common import runs
 from common import shards
+from cnn import api as cnn_api
 from cnn import keys as cnn_keys
 from cnn import train as cnn_train
 from gan import keys
@@ -38,27 +39,6 @@ from gan import metrics
 from gan import players as players_lib
 
 MIN_SAMPLES = 10  # k-NN metrics need more samples than k; FD needs a covariance
-
-
-def make_classify(model, batch: int = 1000):
-  """uint8 images [N, ...] -> (features [N, F], probabilities [N, K]) from the classifier."""
-
-  @jax.jit
-  def apply(images):
-    x = shards.to_float(images)
-    for layer in model.layers[:-1]:
-      x = layer(x, train=False)
-    return x, jax.nn.softmax(model.layers[-1](x, train=False).astype(np.float32))
-
-  def classify(images: np.ndarray):
-    feats, probs = [], []
-    for i in range(0, len(images), batch):
-      f, p = apply(images[i:i + batch])
-      feats.append(np.asarray(f))
-      probs.append(np.asarray(p))
-    return np.concatenate(feats), np.concatenate(probs)
-
-  return classify
 
 
 def load_classifier(workdir: str, info: datasets.DatasetInfo, mesh):
@@ -74,7 +54,7 @@ def load_classifier(workdir: str, info: datasets.DatasetInfo, mesh):
   protocol = {"classifier_workdir": workdir, "classifier_step": run.step,
               "classifier_fingerprint": digest,
               "classifier_test_accuracy": saved.get("test", {}).get("accuracy")}
-  return make_classify(model), protocol
+  return cnn_api.make_classify(model), protocol
 
 
 def feature_metrics(feats, probs, labels, ref_feats, ref_labels, num_classes: int,

@@ -94,13 +94,20 @@ def generate(config, players: Players, state, num: int, key, label: int | None =
   """num uint8 samples from the generator and their labels (balanced, or all `label`)."""
   labels = (np.full(num, label) if label is not None
             else np.arange(num) % players.num_classes).astype(np.int32)
+  return generate_for(config, players, state, labels, key, batch), labels
+
+
+def generate_for(config, players: Players, state, labels: np.ndarray, key,
+                 batch: int = 500) -> np.ndarray:
+  """uint8 samples from the generator, one per entry of `labels` (ignored if unconditional)."""
+  labels = np.asarray(labels, np.int32)
   fn = jax.jit(lambda z, y: to_uint8(players.sample(state, z, y)))
   out = []
-  for i in range(0, num, batch):
+  for i in range(0, len(labels), batch):
     y = labels[i:i + batch]
     z, _ = sample_latent(config.model, players.num_classes, jax.random.fold_in(key, i), len(y))
     out.append(np.asarray(fn(z, y)))
-  return np.concatenate(out), labels
+  return np.concatenate(out)
 
 
 def restore(workdir: str, mesh, step: int | None = None):

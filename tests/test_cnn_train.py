@@ -39,6 +39,11 @@ def test_main_writes_logs_results_and_figure(tfds_dir, tmp_path):
   assert json.loads((workdir / "config.json").read_text())["name"] == "cnn_seed_test"
   assert (workdir / "training_curves.png").stat().st_size > 10_000
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+  assert "Compiling the training step..." in r.stdout and "Compiled in " in r.stdout
+  again = run_module(["-m", "cnn.main", "--config=configs/cnn_seed.py:test", f"--workdir={workdir}"])
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f"Already finished (2 epochs, step 32) in {workdir}" in again.stdout
+  assert "Raise --config.num_epochs to train on" in again.stdout and "Compiling" not in again.stdout
 
 
 def test_resume_equals_uninterrupted_run(tfds_dir, tmp_path):
@@ -74,6 +79,7 @@ def test_sigterm_saves_and_rerun_finishes_like_uninterrupted(tfds_dir, tmp_path)
 
   r = run_module(args + [f"--workdir={workdir}"])
   assert r.returncode == 0, r.stderr[-3000:]
+  assert f"Resumed from step {step} (epoch {step // 16}/40 done" in r.stdout
   r2 = run_module(args + [f"--workdir={tmp_path / 'straight'}"])
   assert r2.returncode == 0, r2.stderr[-3000:]
   resumed, s1 = latest_params(str(workdir))

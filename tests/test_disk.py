@@ -1,12 +1,13 @@
 """data_placement='disk': a generated TFDS dataset in array_record, read by index with grain.
 
 The same batches as on device, exact resume mid-epoch, host memory that does not grow with
-the dataset, and one clear error for a dataset prepared in a format that can't be read by index.
+the dataset, and a dataset prepared in TFDS's default tfrecord converted once to array_record.
 No download: the dataset is generated here (tests/generated_data.py).
 """
 
 import json
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,7 +16,6 @@ import pytest
 import generated_data
 from cnn import train
 from common import checkpoint
-from common.datasets import DataError
 from conftest import load_config, run_module
 
 
@@ -53,11 +53,21 @@ def test_disk_run_equals_device_run_and_resumes_exactly_mid_epoch(generated, tmp
   assert r_disk["test"] == r_device["test"] and r_device["test"]["accuracy"] > 0.5
 
 
-def test_dataset_prepared_as_tfrecord_is_one_clear_error(tmp_path):
-  generated_data.prepare(str(tmp_path), num_train=64, size=8, file_format="tfrecord")
-  with pytest.raises(DataError, match="array_record.*--config.data_dir=DIR"):
-    train.train_and_evaluate(_config(str(tmp_path), "disk"), str(tmp_path / "run"))
-  assert not (tmp_path / "run" / "checkpoints").exists()
+def test_disk_run_on_tfrecord_prepared_mnist_converts_once_and_equals_device(tfds_dir, tmp_path,
+                                                                            capsys):
+  on_device, r_device = train.train_and_evaluate(
+      load_config("cnn_seed", num_epochs=1, data_placement="device"), str(tmp_path / "device"))
+  capsys.readouterr()
+  disk = lambda d: train.train_and_evaluate(  # pylint: disable=g-long-lambda
+      load_config("cnn_seed", num_epochs=1, data_placement="disk"), str(tmp_path / d))
+  from_disk, r_disk = disk("disk")
+  assert "Converting mnist from tfrecord to array_record (once)" in capsys.readouterr().out
+  for a, b in zip(_params(on_device), _params(from_disk)):
+    np.testing.assert_array_equal(a, b)
+  assert r_disk["test"] == r_device["test"]
+  disk("again")
+  assert "Converting" not in capsys.readouterr().out
+  assert (Path(tfds_dir) / "array_record" / "mnist").is_dir()
 
 
 def _peak(workdir, data_dir, placement, train_examples=0) -> int:

@@ -157,6 +157,10 @@ def test_sample_command_writes_images_and_labels(acgan_run, tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   assert np.load(out)["labels"].tolist() == [6] * 7
   assert (tmp_path / "s.png").stat().st_size > 1000
+  png = tmp_path / "alone.png"
+  r = run_module(["-m", "gan.sample", f"--workdir={acgan_run}", "--num=13", f"--png={png}"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert r.stdout.strip().endswith(f": {png}") and png.stat().st_size > 1000
 
 
 def test_a_run_saved_before_a_config_key_existed_still_restores(acgan_run, tmp_path):
@@ -268,3 +272,17 @@ def test_classification_accuracy_score_separates_real_labels_from_shuffled(tfds_
   shuffled = evaluation.classification_accuracy(
       info, images, np.random.RandomState(0).permutation(labels), host["test"], epochs=2)
   assert real > 0.45 and shuffled < 0.2, (real, shuffled)  # measured: 0.61 and 0.11
+
+
+def test_readme_python_api_snippet_runs(acgan_run, mnist_classifier):
+  text = (REPO / "README.md").read_text()
+  snippet = text.split("## In a notebook: the Python API", 1)[1].split("```python\n", 1)[1]
+  snippet = snippet.split("```", 1)[0].replace('"runs/acgan_cpu"', repr(str(acgan_run)))
+  snippet = snippet.replace('"runs/cnn"', repr(str(mnist_classifier)))
+  scope: dict = {}
+  exec(compile(snippet, "README.md", "exec"), scope)  # pylint: disable=exec-used
+  gan, images = scope["gan"], scope["images"]
+  assert images.shape == (4, 28, 28, 1) and images.dtype == np.uint8
+  assert scope["more"].shape == (20, 28, 28, 1) and gan.conditional
+  assert np.isfinite(scope["metrics"]["fid"]) and scope["metrics"]["protocol"]["num_samples"] == 500
+  assert scope["clf"].predict(images).shape == (4, 10)
