@@ -6,6 +6,7 @@ tensorflow_datasets as tfds; tfds.builder('mnist').download_and_prepare()"`); wi
 skip, saying so. Every other test uses generated or mock data.
 """
 
+import contextlib
 import glob
 import os
 import pathlib
@@ -64,6 +65,18 @@ def load_config(name: str, preset: str = "test", **overrides):
       target = target[p]
     target[leaf] = value
   return c
+
+
+@contextlib.contextmanager
+def preempted_at(step: int):
+  """Within the block, a run in this process stops as if preempted at chunk boundary `step`."""
+  from common import checkpoint  # pylint: disable=g-import-not-at-top
+  original = checkpoint.Preemption.reached
+  checkpoint.Preemption.reached = lambda self, s: s == step
+  try:
+    yield
+  finally:
+    checkpoint.Preemption.reached = original
 
 
 def run_module(args: list[str], env_extra: dict | None = None, timeout: int = 600,

@@ -16,7 +16,7 @@ from gan import losses
 from gan import players as players_lib
 from gan import train as gan_train
 from gan.step import make_train_step
-from conftest import REPO, latest_params, load_config, run_module
+from conftest import REPO, latest_params, load_config, preempted_at, run_module
 import metric_refs
 
 VARIANTS = ("gan", "dcgan", "cgan", "acgan", "wgan", "wgan_gp")
@@ -121,11 +121,19 @@ def test_invalid_combinations_are_rejected():
     gan_keys.validate(load_config("gan", **{"loss.d": "wasserstein"}))
 
 
-def test_gan_resume_equals_uninterrupted(tfds_dir, tmp_path):
+def test_gan_resume_with_other_chunks_and_placement_equals_uninterrupted(tfds_dir, tmp_path):
+  """Stopped at step 4 of 10 (chunks of 4; inside the straight run's one chunk per epoch),
+  resumed in chunks of 3 streamed from the host, then extended to 2 epochs on device."""
   ema = {"g_ema_decay": 0.99}  # the generator's average resumes too
   straight, _ = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
                                              str(tmp_path / "a"))
-  gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1, **ema), str(tmp_path / "b"))
+  with preempted_at(4):
+    _, r = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=1, steps_per_call=4, **ema),
+                                        str(tmp_path / "b"))
+  assert r["preempted"] and r["step"] == 4
+  gan_train.train_and_evaluate(
+      load_config("dcgan", num_epochs=1, steps_per_call=3, data_placement="host", **ema),
+      str(tmp_path / "b"))
   resumed, _ = gan_train.train_and_evaluate(load_config("dcgan", num_epochs=2, **ema),
                                             str(tmp_path / "b"))
   assert "g_ema" in resumed.model_state
