@@ -79,9 +79,10 @@ def _config(**overrides):
   return c
 
 
-@pytest.mark.parametrize("placement", ["host", "disk"])
+@pytest.mark.parametrize("placement", ["device", "host", "disk"])
 def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_path, monkeypatch,
                                                                           placement):
+  """Against a run in whole-epoch chunks on device; `device` checks the chunking alone."""
   mesh = parallel.make_mesh()
   task = _recording_task()
   ref, _ = loop.run(_config(), str(tmp_path / "device"), task, _split(mesh, "device"), mesh)
@@ -93,11 +94,12 @@ def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_
 
   # Chunks of 4 steps don't divide the 6-step epoch: padded chunks, and a stop at step 10, mid-epoch.
   streamed = _config(steps_per_call=4)
+  workdir = str(tmp_path / f"{placement}_in_chunks")
   monkeypatch.setattr(checkpoint.Preemption, "reached", lambda self, step: step == 10)
-  _, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
+  _, r = loop.run(streamed, workdir, task, _split(mesh, placement), mesh)
   assert r["preempted"] and r["step"] == 10
   monkeypatch.undo()
-  state, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
+  state, r = loop.run(streamed, workdir, task, _split(mesh, placement), mesh)
   assert not r["preempted"]
   for name in ("seen", "keys", "w"):
     np.testing.assert_array_equal(np.asarray(state.params[name]), np.asarray(ref.params[name]))
