@@ -105,7 +105,8 @@ def test_gradient_penalty_of_a_nonlinear_critic_and_its_gradient():
   real, fake = rng.normal(0.5, 1.0, (6, 3, 2)), rng.normal(-0.3, 0.7, (6, 3, 2))
   w = rng.normal(0.0, 1.5, (3, 2))
   key = jax.random.PRNGKey(4)
-  critic = lambda w: lambda x: jnp.sum(w * jnp.tanh(x), axis=(1, 2))  # pylint: disable=g-long-lambda
+  def critic(w):
+    return lambda x: jnp.sum(w * jnp.tanh(x), axis=(1, 2))
   value, (grad_w,) = _value_and_grad(
       lambda w: losses.gradient_penalty(critic(w), jnp.asarray(real, jnp.float32),
                                         jnp.asarray(fake, jnp.float32), key), w)
@@ -159,13 +160,76 @@ def test_each_variants_d_and_g_loss_as_its_config_composes_them(name):
     for j in range(len(x)):
       up, down = [list(args) for _ in range(2)]
       up[i], down[i] = x + eps * (np.arange(len(x)) == j), x - eps * (np.arange(len(x)) == j)
-      numeric = (_variant_d_loss(config.loss, *up) - _variant_d_loss(config.loss, *down)) / (2 * eps)
+      numeric = (_variant_d_loss(config.loss, *up)
+                 - _variant_d_loss(config.loss, *down)) / (2 * eps)
       np.testing.assert_allclose(grads[i][j], numeric, rtol=1e-4, atol=1e-6)
 
   g_value, shown = step_lib.g_loss(config.loss, {"logit": f32(fake),
                                                  "class_logits": f32(class_fake)},
                                    jnp.asarray(fake_labels), aux)
-  want = NP_G[config.loss.g](fake)[0] + (config.loss.aux_weight_g * _np_aux(class_fake, fake_labels)[0]
-                                         if aux else 0.0)
+  want = NP_G[config.loss.g](fake)[0]
+  if aux:
+    want += config.loss.aux_weight_g * _np_aux(class_fake, fake_labels)[0]
   _close(float(g_value), want)
   _close(float(shown["g_loss"]), want)
+
+
+class _LinearPlayers:
+  """G: a learned constant image b, whatever z; D: a linear critic x . w. Simple enough for numpy
+  to follow the whole step; the step itself (gan/step.py) is the real one."""
+  dtype, num_classes = jnp.float32, 10
+
+  def generate(self, params, state, z, labels, **_):
+    return jnp.broadcast_to(params["b"], (z.shape[0],) + params["b"].shape), state
+
+  def discriminate(self, params, state, images, labels, **_):
+    return {"logit": images.reshape(images.shape[0], -1) @ params["w"]}, state
+
+
+def _np_step(loss, d_steps, real, w, b, lr):
+  """The step in numpy: d_steps SGD updates of w on the real batches, then one of b.
+  Returns (mean D loss, G loss, w, b)."""
+  d_losses = []
+  for k in range(d_steps):
+    r, f = real[k] @ w, b @ w
+    if loss.d == "wasserstein":
+      value, grad = f - np.mean(r), b - real[k].mean(0)
+    else:
+      t = 1.0 - loss.label_smoothing
+      value = 0.5 * np.mean(t * _softplus(-r) + (1 - t) * _softplus(r)) + 0.5 * _softplus(f)
+      grad = 0.5 * np.mean((_sigmoid(r) - t)[:, None] * real[k], 0) + 0.5 * _sigmoid(f) * b
+    norm = np.linalg.norm(w)  # a linear critic's input gradient is w everywhere
+    value += loss.gp_weight * (norm - 1) ** 2
+    grad = grad + loss.gp_weight * 2 * (norm - 1) * w / norm
+    w = w - lr * grad
+    w = np.clip(w, -loss.clip, loss.clip) if loss.clip > 0 else w
+    d_losses.append(value)
+  f = b @ w
+  g_value = NP_G[loss.g](np.full(4, f))[0]
+  df = {"minimax": -_sigmoid(f), "non_saturating": -_sigmoid(-f), "wasserstein": -1.0}[loss.g]
+  return np.mean(d_losses), g_value, w, b - lr * df * w
+
+
+@pytest.mark.parametrize("name", [v for v in VARIANTS if v != "acgan"])
+def test_each_variants_whole_step_with_linear_players_equals_numpy(name):
+  """D's loss with its penalty weight, clipping and d_steps, G's loss, and both updates."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from common import loop  # pylint: disable=g-import-not-at-top
+  config, lr = load_config(name), 0.05
+  rng = np.random.RandomState(3)
+  real = rng.normal(0.3, 1.0, (config.d_steps, 4, 6))
+  w, b = rng.normal(0.1, 0.3, 6), rng.normal(-0.2, 0.5, 6)
+  step = jax.jit(step_lib.make_train_step(config, _LinearPlayers(), optax.sgd(lr), optax.sgd(lr)))
+  params = {"g": {"b": jnp.asarray(b, jnp.float32)}, "d": {"w": jnp.asarray(w, jnp.float32)}}
+  state = loop.TrainState(step=jnp.int32(0), key=jax.random.PRNGKey(0), params=params,
+                          opt_state={"g": optax.sgd(lr).init(params["g"]),
+                                     "d": optax.sgd(lr).init(params["d"])},
+                          model_state={"g": {}, "d": {}})
+  batch = {"image": jnp.asarray(real, jnp.float32),
+           "label": jnp.zeros((config.d_steps, 4), jnp.int32)}
+  new, metrics = step(state, batch, jax.random.PRNGKey(1))
+  d_loss, g_loss, w_new, b_new = _np_step(config.loss, config.d_steps, real, w, b, lr)
+  np.testing.assert_allclose(metrics["d_loss"], d_loss, rtol=1e-4)
+  np.testing.assert_allclose(metrics["g_loss"], g_loss, rtol=1e-4)
+  np.testing.assert_allclose(new.params["d"]["w"], w_new, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(new.params["g"]["b"], b_new, rtol=1e-4, atol=1e-6)

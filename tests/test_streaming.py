@@ -90,7 +90,8 @@ def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_
   assert len(np.unique(seen_ref.reshape(-1, 2), axis=0)) > STEPS_PER_EPOCH * BATCH // 2
   _, step_key = loop.run_keys(jax.random.PRNGKey(_config().seed))
   np.testing.assert_array_equal(  # each step's key is drawn from the run's step count
-      ref.params["keys"], [jax.random.fold_in(step_key, s) for s in range(EPOCHS * STEPS_PER_EPOCH)])
+      ref.params["keys"],
+      [jax.random.fold_in(step_key, s) for s in range(EPOCHS * STEPS_PER_EPOCH)])
 
   # Chunks of 4 steps don't divide the 6-step epoch: padded chunks, and a stop at step 10, mid-epoch.
   streamed = _config(steps_per_call=4)
