@@ -103,28 +103,34 @@ class Lock:
         logging.warning("Could not refresh the workdir lock %s: %s", self.path, e)
 
   def refresh(self) -> None:
-    """Writes a new heartbeat, unless another run has taken the lock (then stops refreshing)."""
-    held = _read(self.path)
-    if held is not None and held.get("token") != self.record["token"]:
-      logging.warning("The workdir lock %s was taken by pid %s on host %s; no longer refreshing "
-                      "it.", self.path, held.get("pid", "?"), held.get("host", "?"))
-      self._stop.set()
-      return
-    self.record.update(_heartbeat())
-    if held is None:  # moved away (e.g. archived with the run): make it again
-      _create(self.path, self.record, str(self.path.parent))
-    else:
-      _replace(self.path, json.dumps(self.record))
+    """Writes a new heartbeat, unless another run has taken the lock (then stops refreshing).
+
+    Locally the heartbeat goes, in place, into the very file whose token was read: a takeover
+    always makes a new file, so a run taken over between the read and the write can't overwrite
+    the new holder's lock."""
+    with _open_lock(self.path) as (held, write):
+      if held is not None and held.get("token") != self.record["token"]:
+        logging.warning("The workdir lock %s was taken by pid %s on host %s; no longer "
+                        "refreshing it.", self.path, held.get("pid", "?"), held.get("host", "?"))
+        self._stop.set()
+        return
+      self.record.update(_heartbeat())
+      if held is None:  # moved away (e.g. archived with the run): make it again
+        _create(self.path, self.record, str(self.path.parent))
+      else:
+        write(json.dumps(self.record))
 
   def release(self) -> None:
+    """Removes the lock if it is still this run's; a new holder's lock stays."""
     self._stop.set()
     self._thread.join(timeout=10)
+    if _is_local(self.path):  # taken aside, then put back unless it is ours: atomic locally
+      _take_away(self.path, self.record)
+      return
     held = _read(self.path)
     if held is not None and held.get("token") == self.record["token"]:
-      try:
+      with contextlib.suppress(FileNotFoundError):
         self.path.unlink()
-      except FileNotFoundError:
-        pass
 
 
 def in_use_message(workdir: str, held: dict) -> str:
@@ -189,8 +195,8 @@ def _create(path: epath.Path, record: dict, workdir: str) -> bool:
 
 
 def _take_away(path: epath.Path, held: dict) -> None:
-  """Removes a stale lock; locally by renaming it first, so that a lock another run has just
-  made in its place is put back rather than removed."""
+  """Removes the lock `held` (a stale one, or this run's own); locally by renaming it first, so
+  that a lock another run has just made in its place is put back rather than removed."""
   if not _is_local(path):
     try:
       path.unlink()
@@ -215,11 +221,41 @@ def _read(path: epath.Path) -> dict | None:
     mtime = path.stat().mtime
   except FileNotFoundError:
     return None
+  return _parse(text, mtime)
+
+
+def _parse(text: str, mtime: float) -> dict:
   try:
     held = json.loads(text)
   except ValueError:
     held = None
   return held if isinstance(held, dict) and "pid" in held else {"mtime": mtime}
+
+
+@contextlib.contextmanager
+def _open_lock(path: epath.Path):
+  """(the lock's record or None, a function writing text into that same lock file).
+
+  Locally the record is read from an open file and the writes go to that file, wherever it has
+  been moved meanwhile; on cloud storage the object is read, then replaced."""
+  if not _is_local(path):
+    yield _read(path), lambda text: _replace(path, text)
+    return
+  try:
+    f = open(path, "r+")  # pylint: disable=consider-using-with
+  except FileNotFoundError:
+    yield None, None
+    return
+
+  def write(text: str) -> None:
+    f.seek(0)
+    f.write(text)
+    f.truncate()
+    f.flush()
+    os.fsync(f.fileno())
+
+  with f:
+    yield _parse(f.read(), os.fstat(f.fileno()).st_mtime), write
 
 
 def _replace(path: epath.Path, text: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from common import runs
 from cnn import train
-from conftest import REPO, latest_params, load_config, run_module
+from conftest import REPO, latest_params, load_config, preempted_at, run_module
 
 
 def _leaves(tree):
@@ -46,10 +46,19 @@ def test_main_writes_logs_results_and_figure(tfds_dir, tmp_path):
   assert "Raise --config.num_epochs to train on" in again.stdout and "Compiling" not in again.stdout
 
 
-def test_resume_equals_uninterrupted_run(tfds_dir, tmp_path):
+def test_resume_with_other_chunks_and_placement_equals_uninterrupted_run(tfds_dir, tmp_path):
+  """Stopped at step 10 of 16 (chunks of 5; inside the straight run's one chunk per epoch),
+  resumed in chunks of 3 streamed from the host, then extended to 3 epochs on device: every
+  leg changes what a resume may change, and the end is bitwise the straight run's."""
   straight, r1 = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3),
                                           str(tmp_path / "a"))
-  first, _ = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1), str(tmp_path / "b"))
+  with preempted_at(10):
+    _, r = train.train_and_evaluate(load_config("cnn_seed", num_epochs=1, steps_per_call=5),
+                                    str(tmp_path / "b"))
+  assert r["preempted"] and r["step"] == 10
+  first, _ = train.train_and_evaluate(
+      load_config("cnn_seed", num_epochs=1, steps_per_call=3, data_placement="host"),
+      str(tmp_path / "b"))
   assert int(first.step) == 16
   resumed, r2 = train.train_and_evaluate(load_config("cnn_seed", num_epochs=3), str(tmp_path / "b"))
   for a, b in zip(_leaves(straight), _leaves(resumed)):

@@ -13,7 +13,7 @@ from common import datasets
 from common import parallel
 from common import shards
 from common.datasets import HostSplit
-from conftest import FASHION_MNIST_DIR, MNIST_DIR, load_config
+from conftest import FASHION_MNIST_DIR, MNIST_DIR, load_config, skip_or_fail
 
 
 def test_tfds_prepares_mnist_offline_from_manual_dir(tfds_dir):
@@ -105,11 +105,11 @@ def _mean_pixel(host) -> float:
   return float(host["train"].images.mean())
 
 
-@pytest.mark.skipif(not (MNIST_DIR and FASHION_MNIST_DIR),
-                    reason="needs $MNIST_DIR and $FASHION_MNIST_DIR (the original files)")
 def test_each_dataset_prepared_in_one_data_dir_loads_its_own_files(tmp_path):
   """Fashion-MNIST's originals have MNIST's file names: TFDS's shared extraction folder used to
   serve MNIST's extracted files to Fashion-MNIST (the shared folders' READMEs give the means)."""
+  if not (MNIST_DIR and FASHION_MNIST_DIR):
+    skip_or_fail("needs $MNIST_DIR and $FASHION_MNIST_DIR (the original files)")
   data_dir = str(tmp_path / "tfds")
   mnist = load_config("cnn_seed", "", data_dir=data_dir, manual_dir=MNIST_DIR,
                       validation_split=0.0)

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
 
+import metric_refs
 from gan import metrics
 
 SEEDS = (0, 1, 2, 3)
@@ -21,14 +21,34 @@ def test_frechet_distance_and_classifier_score():
   dead = lambda x: np.concatenate([x, np.zeros((len(x), 1))], 1)  # pylint: disable=g-long-lambda
   assert np.isclose(metrics.frechet_distance(dead(c), dead(d)), _textbook_fd(c, d), rtol=1e-8)
   onehot = np.eye(10)[np.arange(1000) % 10]
-  assert np.isclose(metrics.classifier_score(onehot), 10.0, rtol=1e-3)
+  assert np.isclose(metrics.classifier_score(onehot), 10.0, rtol=1e-9)
   assert np.isclose(metrics.classifier_score(np.full((100, 10), 0.1)), 1.0)
 
 
-def _textbook_fd(a, b):
-  s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  return (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a + s_b)
-          - 2 * np.trace(scipy.linalg.sqrtm(s_a @ s_b).real))
+_textbook_fd = metric_refs.frechet_distance
+
+
+def _probabilities(seed, n=60, num_classes=7):
+  """Class probabilities with unequal marginals: no axis of the array averages like another."""
+  rng = np.random.RandomState(seed)
+  return rng.dirichlet(rng.uniform(0.2, 3.0, num_classes), size=n)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_classifier_score_equals_the_brute_force_formula(seed):
+  probs = _probabilities(seed)
+  want = metric_refs.classifier_score(probs)
+  assert 1.2 < want < 7.0
+  assert metrics.classifier_score(probs) == pytest.approx(want, rel=1e-7)
+
+
+def test_classifier_score_of_collapsed_and_of_perfect_generators():
+  one_class = np.eye(10)[np.full(500, 3)]
+  assert metrics.classifier_score(one_class) == pytest.approx(1.0)  # collapsed: one class only
+  same = np.repeat(_probabilities(0, n=1, num_classes=10), 200, axis=0)
+  assert metrics.classifier_score(same) == pytest.approx(1.0)       # every sample alike
+  two = np.eye(10)[np.arange(300) % 2]
+  assert metrics.classifier_score(two) == pytest.approx(2.0, rel=1e-9)
 
 
 def _distance(u, v):
@@ -82,10 +102,13 @@ def test_density_coverage_equals_the_brute_force_formula(seed):
   assert metrics.density_coverage(real, fake, k=5) == pytest.approx(expected)
 
 
-def test_identical_sets_are_fully_precise_recalled_and_covered():
-  real, _ = _real_and_fake(0)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_identical_sets_are_fully_precise_recalled_and_covered(seed):
+  real, _ = _real_and_fake(seed)
   assert metrics.precision_recall(real, real.copy()) == (1.0, 1.0)
-  assert metrics.density_coverage(real, real.copy())[1] == 1.0
+  density, coverage = metrics.density_coverage(real, real.copy())
+  assert coverage == 1.0
+  assert density == pytest.approx(metric_refs.density_coverage(real, real.copy())[0])
 
 
 def test_a_fake_set_far_away_scores_zero_everywhere():
@@ -165,3 +188,28 @@ def test_intra_class_fd_reports_thin_classes_as_nan_and_leaves_them_out_of_the_m
   assert not np.any(np.isnan(defined))
   assert np.isclose(mean, np.mean(defined))
   assert np.isnan(metrics.intra_class_fd(real[:1], labels[:1], real, labels, 4)[1])
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_feature_metrics_equal_the_references_with_real_and_fake_in_their_places(seed):
+  from gan import evaluation  # pylint: disable=g-import-not-at-top
+  ref, feats = _real_and_fake(seed)
+  ref, feats = ref.astype(np.float64), feats.astype(np.float64)
+  rng = np.random.RandomState(seed)
+  probs, labels = _probabilities(seed, n=len(feats), num_classes=3), rng.randint(0, 3, len(feats))
+  ref_labels = rng.randint(0, 3, len(ref))
+  out = evaluation.feature_metrics(feats, probs, labels, ref, ref_labels, 3, conditional=True)
+  assert out["fid"] == pytest.approx(metric_refs.frechet_distance(feats, ref), rel=1e-6)
+  assert out["classifier_score"] == pytest.approx(metric_refs.classifier_score(probs), rel=1e-7)
+  precision, recall = metric_refs.precision_recall(ref, feats)
+  density, coverage = metric_refs.density_coverage(ref, feats)
+  assert precision != recall and density != coverage
+  assert [out[k] for k in ("precision", "recall", "density", "coverage")] == pytest.approx(
+      [precision, recall, density, coverage])
+  predicted = probs.argmax(1)
+  assert out["class_histogram"] == pytest.approx(
+      [np.mean(predicted == c) for c in range(3)], abs=5e-5)
+  assert out["conditional_accuracy"] == pytest.approx(np.mean(predicted == labels))
+  per_class = [metric_refs.frechet_distance(feats[labels == c], ref[ref_labels == c])
+               for c in range(3)]
+  assert out["intra_class_fd"] == pytest.approx(np.mean(per_class), rel=1e-6)

@@ -2,7 +2,8 @@
 
 The `slurm` fixture starts munged, slurmctld and slurmd (Debian's slurm-wlm and munge) as root with
 a private slurm.conf, key, ports and state under a temporary folder, and skips when the binaries
-are missing, when not root, or when the node isn't idle within 60 s. `.ci/run` installs them.
+are missing, when not root, or when the node isn't idle within 60 s (in CI, with $CI set, each of
+these fails instead). `.ci/run` installs them.
 """
 
 import csv
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, skip_or_fail
 
 SBIN = "/usr/sbin:/sbin"
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -111,10 +112,10 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 def slurm(tmp_path_factory):
   missing = [b for b in DAEMONS + CLIENTS if not _which(b)]
   if missing:
-    pytest.skip(f"SLURM not installed (no {', '.join(missing)}); "
-                "apt-get install slurm-wlm munge (.ci/run does)")
+    skip_or_fail(f"SLURM not installed (no {', '.join(missing)}); "
+                 "apt-get install slurm-wlm munge (.ci/run does)")
   if os.geteuid() != 0:
-    pytest.skip("starting slurmd and munged here needs root")
+    skip_or_fail("starting slurmd and munged here needs root")
   root = tmp_path_factory.mktemp("slurm")
   for d in ("munge", "state", "spool", "log"):
     (root / d).mkdir()
@@ -175,8 +176,8 @@ def slurm(tmp_path_factory):
     if state != "idle":
       logs = cluster.logs()
       stop()
-      pytest.skip(f"SLURM didn't come up within {START_TIMEOUT_S} s (node state {state!r}):\n"
-                  f"{logs}")
+      skip_or_fail(f"SLURM didn't come up within {START_TIMEOUT_S} s (node state {state!r}):\n"
+                   f"{logs}")
   except BaseException:
     stop()
     raise

@@ -29,17 +29,19 @@ def _recording_task():
   tx = optax.sgd(0.1)
 
   def init(key):
-    params = {"w": jnp.zeros((2,)), "seen": jnp.zeros((EPOCHS * STEPS_PER_EPOCH, BATCH, 2))}
+    params = {"w": jnp.zeros((2,)), "seen": jnp.zeros((EPOCHS * STEPS_PER_EPOCH, BATCH, 2)),
+              "keys": jnp.zeros((EPOCHS * STEPS_PER_EPOCH,) + key.shape, key.dtype)}
     return loop.TrainState(step=jnp.int32(0), key=key, params=params,
                            opt_state=tx.init({"w": params["w"]}), model_state={})
 
   def train_step(state, batch, key):
     x = batch["image"][0].astype(jnp.float32) + batch["label"][0][:, None] * 1000.0
-    x = x + jax.random.uniform(key, ()) * 0  # the step key is used, as a real step's would be
     seen = state.params["seen"].at[state.step].set(x)
+    keys_seen = state.params["keys"].at[state.step].set(key)  # and every step's key
     updates, opt_state = tx.update({"w": state.params["w"] - x.mean(0)}, state.opt_state)
     w = optax.apply_updates(state.params["w"], updates["w"])
-    return state.replace(params={"w": w, "seen": seen}, opt_state=opt_state), {"loss": jnp.sum(w)}
+    return (state.replace(params={"w": w, "seen": seen, "keys": keys_seen}, opt_state=opt_state),
+            {"loss": jnp.sum(w)})
 
   return loop.Task(init=init, train_step=train_step)
 
@@ -77,25 +79,31 @@ def _config(**overrides):
   return c
 
 
-@pytest.mark.parametrize("placement", ["host", "disk"])
+@pytest.mark.parametrize("placement", ["device", "host", "disk"])
 def test_streamed_batches_equal_on_device_batches_across_a_mid_epoch_resume(tmp_path, monkeypatch,
                                                                           placement):
+  """Against a run in whole-epoch chunks on device; `device` checks the chunking alone."""
   mesh = parallel.make_mesh()
   task = _recording_task()
   ref, _ = loop.run(_config(), str(tmp_path / "device"), task, _split(mesh, "device"), mesh)
   seen_ref = np.asarray(ref.params["seen"])
   assert len(np.unique(seen_ref.reshape(-1, 2), axis=0)) > STEPS_PER_EPOCH * BATCH // 2
+  _, step_key = loop.run_keys(jax.random.PRNGKey(_config().seed))
+  np.testing.assert_array_equal(  # each step's key is drawn from the run's step count
+      ref.params["keys"],
+      [jax.random.fold_in(step_key, s) for s in range(EPOCHS * STEPS_PER_EPOCH)])
 
   # Chunks of 4 steps don't divide the 6-step epoch: padded chunks, and a stop at step 10, mid-epoch.
   streamed = _config(steps_per_call=4)
+  workdir = str(tmp_path / f"{placement}_in_chunks")
   monkeypatch.setattr(checkpoint.Preemption, "reached", lambda self, step: step == 10)
-  _, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
+  _, r = loop.run(streamed, workdir, task, _split(mesh, placement), mesh)
   assert r["preempted"] and r["step"] == 10
   monkeypatch.undo()
-  state, r = loop.run(streamed, str(tmp_path / placement), task, _split(mesh, placement), mesh)
+  state, r = loop.run(streamed, workdir, task, _split(mesh, placement), mesh)
   assert not r["preempted"]
-  np.testing.assert_array_equal(np.asarray(state.params["seen"]), seen_ref)
-  np.testing.assert_array_equal(np.asarray(state.params["w"]), np.asarray(ref.params["w"]))
+  for name in ("seen", "keys", "w"):
+    np.testing.assert_array_equal(np.asarray(state.params[name]), np.asarray(ref.params[name]))
 
 
 def test_auto_placement_streams_what_would_not_fit():
