@@ -247,11 +247,9 @@ def _open_lock(path: epath.Path):
     yield None, None
     return
 
-  def write(text: str) -> None:
-    f.seek(0)
-    f.write(text)
-    f.truncate()
-    f.flush()
+  def write(text: str) -> None:  # one write, padded with spaces: never a shorter, cut record
+    data = text.encode().ljust(os.fstat(f.fileno()).st_size)
+    os.pwrite(f.fileno(), data, 0)
     os.fsync(f.fileno())
 
   with f:
