@@ -22,7 +22,7 @@ from common.datasets import DataError, DiskSource
 
 
 @dataclasses.dataclass(frozen=True)
-class DiskSplit:
+class DiskSplit(streaming.HostChunks):
   """This process's shards of a training split on disk, in to_device's layout.
 
   Local shard r holds source rows first[r] .. first[r] + per_shard; `shard_ids` are the shards'

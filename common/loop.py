@@ -2,15 +2,15 @@
 
 A task supplies pure functions (`init`, `train_step`, `eval_step`); this module compiles
 
-  train_chunk(state, data, stop, sums) -> (state, sums, first_bad_step)
+  train_chunk(state, rows, stop, sums) -> (state, sums, first_bad_step)
 
-once: a `lax.fori_loop` over steps `state.step .. stop` of one epoch, each step gathering its batch
-from the on-device dataset by this epoch's permutation and taking its key from
-`fold_in(step_key, step)`. The host only starts chunks, so exact resume needs nothing but the
-state: the epoch, the permutation and every key follow from `state.step` and `state.key`.
-A training split streamed from host memory (streaming.StreamedSplit) or read from disk
-(disk.DiskSplit) gets the same batches: the host gathers each chunk's rows by the same permutation
-and a background thread puts them on device.
+once: a `lax.fori_loop` over steps `state.step .. stop` of one epoch, each step slicing its batch
+from the chunk's rows and taking its key from `fold_in(step_key, step)`. The training split,
+wherever it is placed (shards.DeviceSplit on the devices, streaming.StreamedSplit in host memory,
+disk.DiskSplit on disk), gives the chunks' rows one way, `split.chunks(...)`, in the order of the
+epoch's permutation: the same rows whatever the placement. The host only starts chunks, so exact
+resume needs nothing but the state: the epoch, the permutation and every key follow from
+`state.step` and `state.key`.
 
 `run` goes through named phases: plan, restore, compile, then per epoch train (chunks) and end of
 epoch (metrics, logs, checkpoint), and at the end finish (evaluation, results.json). A preemption
@@ -31,12 +31,9 @@ from common import checkpoint
 from common import parallel
 from common import reporting
 from common import shards
-from common import streaming
 
 Metrics = dict[str, jax.Array]
 Batch = dict[str, jax.Array]
-# Steps per host-to-device transfer when the training split streams from the host.
-STREAM_CHUNK_STEPS = 16
 
 
 @flax.struct.dataclass
@@ -84,29 +81,19 @@ def epoch_chunks(start: int, steps_per_epoch: int, chunk: int) -> list[tuple[int
   return [(a, min(a + chunk, steps_per_epoch)) for a in range(start, steps_per_epoch, chunk)]
 
 
-def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int,
-                     streamed: bool = False):
-  """The jitted chunk of steps; see the module docstring.
+def make_train_chunk(task: Task, steps_per_epoch: int, per_shard_batch: int):
+  """The jitted chunk of steps; see the module docstring. `rows` are the chunk's rows
+  [S, chunk_steps * batches_per_step * per_shard_batch, ...], as every placement's `chunks` gives
+  them; step i of the chunk reads its batches from them one way, `shards.slice_batches`."""
 
-  `data` is the DeviceSplit, or for a streamed split the chunk's rows from streaming.stream_chunks.
-  """
-
-  def train_chunk(state: TrainState, data, stop, sums):
-    shuffle_key, step_key = run_keys(state.key)
+  def train_chunk(state: TrainState, rows, stop, sums):
+    _, step_key = run_keys(state.key)
     start = state.step % steps_per_epoch
-    if streamed:
-      batch_at = lambda i: streaming.slice_batches(  # pylint: disable=g-long-lambda
-          data, i * task.batches_per_step, task.batches_per_step, per_shard_batch)
-    else:
-      perm = shards.epoch_permutation(
-          jax.random.fold_in(shuffle_key, state.step // steps_per_epoch), data.num_shards,
-          data.per_shard)
-      batch_at = lambda i: shards.gather_batches(  # pylint: disable=g-long-lambda
-          data, perm, (start + i) * task.batches_per_step, task.batches_per_step, per_shard_batch)
 
     def body(i, carry):
       state, sums, bad = carry
-      batch = batch_at(i)
+      batch = shards.slice_batches(rows, i * task.batches_per_step, task.batches_per_step,
+                                   per_shard_batch)
       state, metrics = task.train_step(state, batch, jax.random.fold_in(step_key, state.step))
       finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in jax.tree.leaves(metrics)]))
       bad = jnp.where((bad < 0) & ~finite, state.step, bad)
@@ -162,7 +149,6 @@ class Plan:
   num_epochs: int
   per_shard_batch: int
   chunk: int          # steps per call of the compiled chunk
-  streamed: bool
 
   @property
   def total_steps(self) -> int:
@@ -175,13 +161,10 @@ def make_plan(config, task: Task, train, mesh, progress: reporting.Progress) -> 
     raise shards.DataError(
         f"One step needs {task.batches_per_step} batches of {config.batch_size}, more than the "
         f"{train.per_shard * mesh.size} training examples; lower config.batch_size.")
-  streamed = not isinstance(train, shards.DeviceSplit)  # from host memory or from disk
-  chunk = config.steps_per_call
-  if chunk == 0 and streamed:
-    chunk = min(steps, STREAM_CHUNK_STEPS)
-  elif chunk == 0:
-    chunk = max(1, steps // 30) if progress.enabled else steps
-  return Plan(steps, config.num_epochs, config.batch_size // mesh.size, chunk, streamed)
+  chunk = config.steps_per_call or (max(1, steps // 30) if progress.enabled else steps)
+  if not config.steps_per_call and train.max_chunk_steps:  # e.g. the host memory of a chunk
+    chunk = min(chunk, train.max_chunk_steps)
+  return Plan(steps, config.num_epochs, config.batch_size // mesh.size, chunk)
 
 
 def _restore(task: Task, mesh, ckpts: checkpoint.Checkpoints, seed: int, workdir: str):
@@ -194,41 +177,28 @@ def _restore(task: Task, mesh, ckpts: checkpoint.Checkpoints, seed: int, workdir
   return state, meta
 
 
-@dataclasses.dataclass
-class _Feed:
-  """Where each call's data comes from: the device split itself, or streamed chunks."""
-  like: Any                      # what the compiled chunk takes as its data argument
-  next: Callable[[], Any]
-  close: Callable[[], None] = lambda: None
-
-
-def _feed(plan: Plan, task: Task, train, mesh, state, step: int) -> _Feed:
-  if not plan.streamed:
-    return _Feed(train, lambda: train)
+def _chunks(plan: Plan, task: Task, train, mesh, state, step: int):
+  """The training split's chunks from `step` to the end, whatever its placement: an iterator of
+  device rows with close()."""
   shuffle_key = run_keys(np.asarray(state.key.addressable_data(0)))[0]
   spe = plan.steps_per_epoch
   order = ((epoch, a, b) for epoch in range(step // spe, plan.num_epochs)
            for a, b in epoch_chunks(max(0, step - epoch * spe), spe, plan.chunk))
-  prefetch = streaming.Prefetch(streaming.stream_chunks(
-      mesh, train, shuffle_key, order, plan.chunk, task.batches_per_step, plan.per_shard_batch))
-  rows = plan.chunk * task.batches_per_step * plan.per_shard_batch
-  lead, sharding = (train.num_shards, rows), parallel.sharded(mesh)
-  like = {"image": jax.ShapeDtypeStruct(lead + train.example_shape, train.image_dtype,
-                                        sharding=sharding),
-          "label": jax.ShapeDtypeStruct(lead, np.int32, sharding=sharding)}
-  return _Feed(like, lambda: next(prefetch), prefetch.close)
+  return train.chunks(mesh, shuffle_key, order, plan.chunk,
+                      task.batches_per_step * plan.per_shard_batch)
 
 
-def _compile(task: Task, plan: Plan, state, feed: _Feed, train, config, mesh):
+def _compile(task: Task, plan: Plan, state, train, config, mesh):
   """(compiled chunk, a function giving zeroed metric sums, compile seconds)."""
-  train_chunk = make_train_chunk(task, plan.steps_per_epoch, plan.per_shard_batch, plan.streamed)
+  train_chunk = make_train_chunk(task, plan.steps_per_epoch, plan.per_shard_batch)
+  rows = shards.chunk_like(train, mesh, plan.chunk * task.batches_per_step * plan.per_shard_batch)
   like_metrics = jax.eval_shape(task.train_step, state, batch_like(task, train, config.batch_size),
                                 jax.random.PRNGKey(0))[1]
   zero_sums = lambda: parallel.replicate(  # pylint: disable=g-long-lambda
       mesh, jax.tree.map(lambda s: np.zeros(s.shape, np.float32), like_metrics))
   reporting.print_line("Compiling the training step...")
   start = time.perf_counter()
-  compiled = train_chunk.lower(state, feed.like, jnp.int32(0), zero_sums()).compile()
+  compiled = train_chunk.lower(state, rows, jnp.int32(0), zero_sums()).compile()
   seconds = time.perf_counter() - start
   reporting.print_line(f"Compiled in {seconds:.1f}s")
   return compiled, zero_sums, seconds
@@ -277,10 +247,10 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   r = _Run(config, workdir, task, splits, mesh, plan, ckpts, writer, progress,
            checkpoint.Preemption(), history, evaluate, best_ckpts, meta.get("best"),
            meta["train_time_s"])
-  feed = _feed(plan, task, splits["train"], mesh, state, step)
+  feed = _chunks(plan, task, splits["train"], mesh, state, step)
   try:
     compiled, zero_sums, compile_s = (
-        _compile(task, plan, state, feed, splits["train"], config, mesh)
+        _compile(task, plan, state, splits["train"], config, mesh)
         if step < plan.total_steps else (None, None, 0.0))
     epoch_sums = meta.get("epoch_sums")
     while step < plan.total_steps:
@@ -324,7 +294,7 @@ def _say_where(step: int, plan: Plan, workdir: str) -> None:
                          f"done{within}) in {workdir}")
 
 
-def _train_epoch(r: _Run, compiled, state, sums, feed: _Feed, step: int):
+def _train_epoch(r: _Run, compiled, state, sums, feed, step: int):
   """Runs the chunks of the current epoch from `step`; stops early at a preemption.
 
   Returns (state, sums, step, whether the epoch is complete).
@@ -333,7 +303,7 @@ def _train_epoch(r: _Run, compiled, state, sums, feed: _Feed, step: int):
   epoch, epoch_start = step // spe + 1, step // spe * spe
   t0 = time.perf_counter()
   for _, stop in epoch_chunks(step - epoch_start, spe, r.plan.chunk):
-    state, sums, bad = compiled(state, feed.next(), jnp.int32(stop), sums)
+    state, sums, bad = compiled(state, next(feed), jnp.int32(stop), sums)
     step = epoch_start + stop
     if r.progress.enabled:
       jax.block_until_ready(sums)

@@ -152,7 +152,7 @@ class Writer:
     if not is_writer():
       return
     self._rows.append(record)
-    if _is_local(self.path):
+    if is_local(self.path):
       self._append(record)
     else:
       self._rewrite()
@@ -193,7 +193,7 @@ def wandb_run(workdir: str, config):
   run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(8)
   atomic_write_text(id_file, run_id)
   return wandb.init(project=config.wandb_project, name=config.name, id=run_id, resume="allow",
-                    dir=workdir if _is_local(workdir) else None,
+                    dir=workdir if is_local(workdir) else None,
                     config=json.loads(config.to_json()))
 
 
@@ -241,7 +241,7 @@ def atomic_write_text(path, text: str) -> None:
   path = epath.Path(path)
   tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
   try:
-    if _is_local(path):
+    if is_local(path):
       with open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -276,7 +276,8 @@ def _fsync_dir(directory) -> None:
     os.close(fd)
 
 
-def _is_local(path) -> bool:
+def is_local(path) -> bool:
+  """A local path (not gs:// or another remote filesystem)."""
   return "://" not in str(path)
 
 

@@ -2,11 +2,17 @@
 splits, False on padding), the leading shard axis S split over the mesh's 'data' axis.
 
 Each device holds its own n examples and each process places only the examples of its own devices.
-Each epoch every shard is shuffled on device (`epoch_permutation`) and batches are gathered there
-(`gather_batches`), so no host work happens per step.
+Each epoch every shard is shuffled on device (`epoch_permutation`) and each chunk's rows are
+gathered there (`gather_rows`), so no host work happens per step.
+
+Every placement of a training split (this one, streaming.StreamedSplit, disk.DiskSplit) gives the
+loop the same thing: `chunks(...)`, each chunk's rows [S, chunk_steps * k * b, ...] on the devices
+in this epoch's order, which the compiled chunk slices into batches with `slice_batches`.
 """
 
 import dataclasses
+import functools
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -42,13 +48,40 @@ class DeviceSplit(Shards):
   mask: jax.Array | None   # [S, n] bool, False on padding; None for training splits
   num_examples: int        # real examples, padding excluded
 
+  max_chunk_steps = None  # a chunk may be the whole epoch
+
   @property
   def num_shards(self) -> int:
     return self.images.shape[0]
 
+  def chunks(self, mesh: Mesh, shuffle_key, order, chunk_steps: int, per_step: int):
+    return device_chunks(self, mesh, shuffle_key, order, chunk_steps, per_step)
+
 
 jax.tree_util.register_dataclass(
     DeviceSplit, data_fields=["images", "labels", "mask"], meta_fields=["num_examples"])
+
+
+def device_chunks(split: DeviceSplit, mesh: Mesh, shuffle_key,
+                  order: Iterator[tuple[int, int, int]], chunk_steps: int,
+                  per_step: int) -> Iterator[dict[str, jax.Array]]:
+  """Each (epoch, start, stop) chunk's rows [S, chunk_steps*per_step, ...], gathered on device by
+  the epoch's permutation (drawn there once per epoch)."""
+  key = parallel.replicate(mesh, jnp.asarray(shuffle_key))
+  permute = _permuter(mesh, split.num_shards, split.per_shard)
+  perm, perm_epoch = None, None
+  for epoch, start, stop in order:
+    del stop  # the compiled chunk stops there; rows after it are padding
+    if epoch != perm_epoch:
+      perm, perm_epoch = permute(key, epoch), epoch
+    yield _gather_rows(split, perm, start * per_step, chunk_steps * per_step)
+
+
+@functools.lru_cache
+def _permuter(mesh: Mesh, num_shards: int, per_shard: int):
+  """The jitted epoch permutation from (shuffle key, epoch), sharded like the split."""
+  return jax.jit(lambda k, e: epoch_permutation(jax.random.fold_in(k, e), num_shards, per_shard),
+                 out_shardings=parallel.sharded(mesh))
 
 
 def to_device(mesh: Mesh, split: HostSplit, *, pad_to: int | None = None) -> DeviceSplit:
@@ -92,18 +125,28 @@ def epoch_permutation(key: jax.Array, num_shards: int, per_shard: int) -> jax.Ar
   return jax.vmap(lambda k: jax.random.permutation(k, per_shard))(keys).astype(jnp.int32)
 
 
-def gather_batches(split: DeviceSplit, perm: jax.Array, start: jax.Array, num_batches: int,
-                   per_shard_batch: int) -> dict[str, jax.Array]:
-  """Batches `start .. start+num_batches` of this epoch's order: image [k, B, ...], label [k, B].
+def gather_rows(split: DeviceSplit, perm: jax.Array, start: jax.Array,
+                rows: int) -> dict[str, jax.Array]:
+  """Rows `start .. start+rows` of each shard in this epoch's order: image [S, rows, ...],
+  label [S, rows]; rows past the shard's end repeat its last one (a short last chunk's padding,
+  never read). The gather is local to each device: no example crosses devices."""
+  idx = jnp.minimum(start + jnp.arange(rows), split.per_shard - 1)
+  gather = lambda a: jax.vmap(lambda r, i: r[i[idx]])(a, perm)          # [S, rows, ...]
+  return {"image": gather(split.images), "label": gather(split.labels)}
 
-  Each shard contributes `per_shard_batch` of its own examples to every global batch B, so the
-  gather is local to each device: no example crosses devices.
-  """
+
+_gather_rows = jax.jit(gather_rows, static_argnums=3)
+
+
+def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int,
+                  per_shard_batch: int) -> dict[str, jax.Array]:
+  """Batches `start .. start+num_batches` of a chunk: rows [S, K*b, ...] -> [k, S*b, ...].
+
+  Each shard contributes `per_shard_batch` of its own examples to every global batch."""
   take = num_batches * per_shard_batch
-  idx = jax.lax.dynamic_slice_in_dim(perm, start * per_shard_batch, take, axis=1)  # [S, k*b]
-  gather = lambda a: jax.vmap(lambda rows, i: rows[i])(a, idx)          # [S, k*b, ...]
-  return {"image": shard_rows_to_batches(gather(split.images), num_batches, per_shard_batch),
-          "label": shard_rows_to_batches(gather(split.labels), num_batches, per_shard_batch)}
+  return {name: shard_rows_to_batches(
+      jax.lax.dynamic_slice_in_dim(a, start * per_shard_batch, take, axis=1),
+      num_batches, per_shard_batch) for name, a in rows.items()}
 
 
 def shard_rows_to_batches(x: jax.Array, num_batches: int, per_shard_batch: int) -> jax.Array:
@@ -111,6 +154,14 @@ def shard_rows_to_batches(x: jax.Array, num_batches: int, per_shard_batch: int) 
   x = x.reshape((x.shape[0], num_batches, per_shard_batch) + x.shape[2:])
   x = jnp.moveaxis(x, 1, 0)                                            # [k, S, b, ...]
   return x.reshape((num_batches, -1) + x.shape[3:])
+
+
+def chunk_like(split, mesh: Mesh, rows: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes, dtypes and shardings of one chunk's rows of `split` (any placement)."""
+  lead, sharding = (split.num_shards, rows), parallel.sharded(mesh)
+  return {"image": jax.ShapeDtypeStruct(lead + split.example_shape, split.image_dtype,
+                                        sharding=sharding),
+          "label": jax.ShapeDtypeStruct(lead, np.int32, sharding=sharding)}
 
 
 def to_float(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0),

@@ -1,8 +1,8 @@
 """A training split too big for device memory, streamed from the host (config.data_placement).
 
 The same shards as on device (`shards.DeviceSplit`), kept in host memory; the same permutation;
-each chunk of steps' batches gathered on the host and placed on device by a background thread
-ahead of use, so the compiled step sees exactly the batches the on-device path would give it.
+each chunk of steps' rows gathered on the host and placed on device by a background thread
+ahead of use, so the compiled chunk sees exactly the rows the on-device path would give it.
 """
 
 import dataclasses
@@ -19,8 +19,17 @@ from common import shards
 from common.datasets import DataError, HostSplit
 
 
+class HostChunks:
+  """A training split placed on the host (in memory, or on disk): `host_chunks` gathers each
+  chunk's rows there, and a background thread puts them on the devices ahead of use."""
+  max_chunk_steps = 16  # steps per host-to-device transfer: bounds the host memory of a chunk
+
+  def chunks(self, mesh: Mesh, shuffle_key, order, chunk_steps: int, per_step: int) -> "Prefetch":
+    return Prefetch(stream_chunks(mesh, self, shuffle_key, order, chunk_steps, per_step))
+
+
 @dataclasses.dataclass(frozen=True)
-class StreamedSplit(shards.Shards):
+class StreamedSplit(shards.Shards, HostChunks):
   """A training split kept in host memory, in the shard layout `to_device` would give it.
 
   Arrays hold this process's shards only; `shard_ids` are their global indices, so the
@@ -43,15 +52,6 @@ class StreamedSplit(shards.Shards):
       idx = order[:, start * per_step:stop * per_step]                     # [S_local, m*k*b]
       yield {name: pad_rows(a[rows, idx], chunk_steps * per_step)
              for name, a in (("image", self.images), ("label", self.labels))}
-
-
-def slice_batches(rows: dict[str, jax.Array], start: jax.Array, num_batches: int,
-                  per_shard_batch: int) -> dict[str, jax.Array]:
-  """Batches `start .. start+num_batches` of a streamed chunk: rows [S, K*b, ...] -> [k, S*b, ...]."""
-  take = num_batches * per_shard_batch
-  return {name: shards.shard_rows_to_batches(
-      jax.lax.dynamic_slice_in_dim(a, start * per_shard_batch, take, axis=1),
-      num_batches, per_shard_batch) for name, a in rows.items()}
 
 
 def local_shard_ids(mesh: Mesh) -> np.ndarray:
@@ -90,15 +90,14 @@ def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def stream_chunks(mesh: Mesh, split, shuffle_key: jax.Array,
-                  chunks: Iterator[tuple[int, int, int]], chunk_steps: int, batches_per_step: int,
-                  per_shard_batch: int) -> Iterator[dict[str, jax.Array]]:
-  """Device arrays for each (epoch, start, stop) chunk: rows [S, chunk_steps*k*b, ...].
+                  chunks: Iterator[tuple[int, int, int]], chunk_steps: int,
+                  per_step: int) -> Iterator[dict[str, jax.Array]]:
+  """Device arrays for each (epoch, start, stop) chunk: rows [S, chunk_steps*per_step, ...].
 
-  Steps `start .. stop` of the epoch, in the order `gather_batches` takes them from the same
+  Steps `start .. stop` of the epoch, in the order the on-device path takes them from the same
   permutation; chunks shorter than chunk_steps are padded, so one compiled program serves all.
   `split` is a StreamedSplit (rows from memory) or a disk.DiskSplit (rows read by grain).
   """
-  per_step = batches_per_step * per_shard_batch
   for host in split.host_chunks(shuffle_key, chunks, chunk_steps, per_step):
     yield {name: parallel.global_array(mesh, x, (split.num_shards,) + x.shape[1:])
            for name, x in host.items()}

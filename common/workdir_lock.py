@@ -32,6 +32,8 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from common import reporting
+
 LOCK_NAME = ".lock"
 HEARTBEAT_S = 30.0
 STALE_S = 300.0
@@ -124,7 +126,7 @@ class Lock:
     """Removes the lock if it is still this run's; a new holder's lock stays."""
     self._stop.set()
     self._thread.join(timeout=10)
-    if _is_local(self.path):  # taken aside, then put back unless it is ours: atomic locally
+    if reporting.is_local(self.path):  # taken aside, then put back unless it is ours: atomic locally
       _take_away(self.path, self.record)
       return
     held = _read(self.path)
@@ -152,7 +154,7 @@ def stale_reason(held: dict, now: float | None = None) -> str | None:
   if held.get("host") == socket.gethostname():
     if held.get("boot") and _boot_id() and held["boot"] != _boot_id():
       return f"pid {pid} ran before this host last booted"
-    return None if _alive(pid) else f"pid {pid} is no longer running"
+    return None if pid_alive(pid) else f"pid {pid} is no longer running"
   age = now - float(held.get("heartbeat_unix", 0))
   return f"no heartbeat for {age:.0f} s" if age > STALE_S else None
 
@@ -173,7 +175,7 @@ def _create(path: epath.Path, record: dict, workdir: str) -> bool:
   """Creates the lock holding `record` if absent; False if it exists."""
   text = json.dumps(record)
   try:
-    if _is_local(path):
+    if reporting.is_local(path):
       try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
@@ -197,7 +199,7 @@ def _create(path: epath.Path, record: dict, workdir: str) -> bool:
 def _take_away(path: epath.Path, held: dict) -> None:
   """Removes the lock `held` (a stale one, or this run's own); locally by renaming it first, so
   that a lock another run has just made in its place is put back rather than removed."""
-  if not _is_local(path):
+  if not reporting.is_local(path):
     try:
       path.unlink()
     except FileNotFoundError:
@@ -238,7 +240,7 @@ def _open_lock(path: epath.Path):
 
   Locally the record is read from an open file and the writes go to that file, wherever it has
   been moved meanwhile; on cloud storage the object is read, then replaced."""
-  if not _is_local(path):
+  if not reporting.is_local(path):
     yield _read(path), lambda text: _replace(path, text)
     return
   try:
@@ -257,7 +259,7 @@ def _open_lock(path: epath.Path):
 
 
 def _replace(path: epath.Path, text: str) -> None:
-  if not _is_local(path):
+  if not reporting.is_local(path):
     path.write_text(text)  # an object write is atomic on cloud storage
     return
   tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -284,16 +286,19 @@ def _iso(t: float) -> str:
   return datetime.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid) -> bool:
+  """Whether pid is a live (not zombie) process on this host."""
+  if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    return False
   try:
-    os.kill(int(pid), 0)
+    os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:
     return True
   try:  # a zombie has exited, though its pid stays until its parent reaps it
-    with open(f"/proc/{int(pid)}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
   except (OSError, IndexError):
     return True
 
@@ -304,7 +309,3 @@ def _boot_id() -> str | None:
       return f.read().strip()
   except OSError:
     return None
-
-
-def _is_local(path) -> bool:
-  return "://" not in str(path)

@@ -150,22 +150,25 @@ def measure(config) -> dict:
   spe = shards.steps_per_epoch(split, config.batch_size, task.batches_per_step)
   steps = min(FLAGS.steps or spe, spe)
   chunk = loop.make_train_chunk(task, spe, config.batch_size // mesh.size)
+  per_step = task.batches_per_step * config.batch_size // mesh.size
+  rows = lambda: next(split.chunks(mesh, jax.random.PRNGKey(0), iter([(0, 0, steps)]), steps,  # pylint: disable=g-long-lambda
+                                   per_step))  # the epoch's rows, gathered as the loop does
   state = jax.device_put(task.init(jax.random.PRNGKey(0)), jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec()))
   like = jax.eval_shape(task.train_step, state, loop.batch_like(task, split, config.batch_size),
                         jax.random.PRNGKey(0))[1]
   zeros = lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), like)  # pylint: disable=g-long-lambda
   t0 = time.perf_counter()
-  compiled = chunk.lower(state, split, jnp.int32(steps), zeros()).compile()
+  compiled = chunk.lower(state, rows(), jnp.int32(steps), zeros()).compile()
   compile_s = time.perf_counter() - t0
   cost = step_cost(task, state, split, config.batch_size)
-  state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())  # warm-up
+  state, sums, _ = compiled(state, rows(), jnp.int32(steps), zeros())  # warm-up
   jax.block_until_ready(sums)
   times = []
   for _ in range(FLAGS.repeats):
     state = state.replace(step=jnp.zeros_like(state.step))
     t0 = time.perf_counter()
-    state, sums, _ = compiled(state, split, jnp.int32(steps), zeros())
+    state, sums, _ = compiled(state, rows(), jnp.int32(steps), zeros())
     jax.block_until_ready(sums)
     times.append(time.perf_counter() - t0)
   images = steps * config.batch_size * task.batches_per_step

@@ -52,8 +52,9 @@ MUTATIONS = (
     # The loop's keys and chunks.
     Mutation("loop-step-key", "common/loop.py", "fold_in(step_key, state.step)",
              "fold_in(step_key, i)", STREAM),
-    Mutation("loop-epoch-shuffle", "common/loop.py",
-             "fold_in(shuffle_key, state.step // steps_per_epoch)", "fold_in(shuffle_key, 0)",
+    Mutation("loop-epoch-shuffle", "common/shards.py",
+             "epoch_permutation(jax.random.fold_in(k, e)",
+             "epoch_permutation(jax.random.fold_in(k, 0)",
              STREAM),
     Mutation("loop-chunk-start", "common/loop.py", "start = state.step % steps_per_epoch",
              "start = jnp.int32(0)", STREAM),

@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO, load_config, run_module
 
 from common import sweeps
+from common import workdir_lock
 from scripts.sweeping import members as sweep_members
 from scripts.sweeping import runner as sweep_runner
 from scripts.sweeping import summary as sweep_summary
@@ -453,7 +454,7 @@ def test_claim_sees_live_runs_in_markers_and_run_locks(tmp_path):
 def _proc_cmdlines() -> list[str]:
   out = []
   for pid in os.listdir("/proc"):
-    if pid.isdigit() and sweep_runner.pid_alive(int(pid)):
+    if pid.isdigit() and workdir_lock.pid_alive(int(pid)):
       try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
           out.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
@@ -489,7 +490,7 @@ def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir
   try:
     _wait_for(lambda: (member_dir / "metrics.jsonl").exists(), 180, "the member's first epoch")
     member_pid = json.loads((member_dir / ".running").read_text())["pid"]
-    assert member_pid != driver.pid and sweep_runner.pid_alive(member_pid)
+    assert member_pid != driver.pid and workdir_lock.pid_alive(member_pid)
 
     second = run_module(args[1:], timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -500,7 +501,7 @@ def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir
 
     driver.kill()  # SIGKILL: no handler runs in the driver
     driver.wait(timeout=30)
-    _wait_for(lambda: not sweep_runner.pid_alive(member_pid), 90, "the member to exit")
+    _wait_for(lambda: not workdir_lock.pid_alive(member_pid), 90, "the member to exit")
     log = (member_dir / "log.txt").read_text()
     assert "Preempted: saved step" in log, log[-2000:]
     assert any(p.name.isdigit() for p in (member_dir / "checkpoints").iterdir())
@@ -509,5 +510,5 @@ def test_rerun_skips_a_running_member_and_kill_9_of_the_driver_stops_it(tfds_dir
     if driver.poll() is None:
       driver.kill()
       driver.wait()
-    if member_pid and sweep_runner.pid_alive(member_pid):
+    if member_pid and workdir_lock.pid_alive(member_pid):
       os.kill(member_pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ import sys
 from etils import epath
 from ml_collections.config_flags import config_path as ml_config_path
 
+from common import reporting
 from common import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def is_url(path: str) -> bool:
   """A gs:// (or other remote) path: members' logs and the sweep's summaries then stay local."""
-  return "://" in str(path)
+  return not reporting.is_local(path)
 
 
 @dataclasses.dataclass

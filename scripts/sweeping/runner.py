@@ -16,6 +16,7 @@ import time
 
 from etils import epath
 
+from common.workdir_lock import pid_alive
 from scripts.sweeping.members import REPO, Job, describe_changes, finished
 
 
@@ -30,12 +31,12 @@ datasets.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
 def prepare_datasets(configs) -> bool:
   """Prepares each TFDS dataset the members read, once, before members run side by side (two
   members preparing the same dataset at once collide). Returns False if preparation failed."""
+  from common import datasets  # pylint: disable=g-import-not-at-top
   wanted = {}
   for c in configs:
-    if c.dataset in ("mnist1d",):
+    if c.dataset in datasets.GENERATED:
       continue
-    data_dir = epath.Path(
-        c.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+    data_dir = epath.Path(datasets.data_dir(c))
     try:
       if any(data_dir.glob(f"{c.dataset}/*/dataset_info.json")):
         continue
@@ -73,23 +74,6 @@ def die_with_parent(parent: int):
       if os.getppid() != parent:  # the driver died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
   return preexec
-
-
-def pid_alive(pid) -> bool:
-  """Whether pid is a live (not zombie) process on this host."""
-  if not isinstance(pid, int) or pid <= 0:
-    return False
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    pass
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-  except (OSError, IndexError):
-    return True
 
 
 def _read_owner(path) -> dict | None:
