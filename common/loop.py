@@ -388,16 +388,20 @@ def _display_order(key: str) -> tuple:
   return (key.startswith("val_"), "loss" not in key, key)
 
 
+def _kept(ckpts) -> str:
+  step = ckpts.latest_step()
+  return (f"The last good checkpoint (step {step}) is kept" if step is not None
+          else "No checkpoint was saved before it")
+
+
 def _raise_if_bad(bad, ckpts) -> None:
   bad = int(bad)
   if bad >= 0:
-    raise NonFiniteError(
-        f"Non-finite loss or metric at step {bad}; stopped. The last good checkpoint "
-        f"(step {ckpts.latest_step()}) is kept; lower the learning rate or check the data.")
+    raise NonFiniteError(f"Non-finite loss or metric at step {bad}; stopped. {_kept(ckpts)}; "
+                         "lower the learning rate or check the data.")
 
 
 def _raise_if_nonfinite_eval(record: dict, step: int, ckpts) -> None:
   for k, v in record.items():
     if isinstance(v, float) and not np.isfinite(v):
-      raise NonFiniteError(f"{k} is {v} after step {step}; stopped. The last good checkpoint "
-                           f"(step {ckpts.latest_step()}) is kept.")
+      raise NonFiniteError(f"{k} is {v} after step {step}; stopped. {_kept(ckpts)}.")

@@ -51,6 +51,9 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     loop.run(c, str(tmp_path), _toy(nan_from_step=19), _splits(mesh), mesh)
   state, step = latest_params(str(tmp_path))
   assert step == 16 and np.all(np.isfinite(state["params"]["w"]))
+  with pytest.raises(loop.NonFiniteError, match="at step 3; stopped. No checkpoint was saved "
+                     "before it; lower"):
+    loop.run(c, str(tmp_path / "early"), _toy(nan_from_step=3), _splits(mesh), mesh)
 
 
 def test_toy_run_finishes_and_logs(tmp_path):
