@@ -187,7 +187,11 @@ def _step_folders(directory: epath.Path) -> dict[int, epath.Path]:
 
 
 def _damage(folder: epath.Path) -> str | None:
-  """Why a step folder is not a whole checkpoint (from listings and small reads), or None."""
+  """Why a step folder is not a whole checkpoint (from listings and small reads), or None.
+
+  Our own over orbax's: orbax only tells a committed step from an uncommitted one (its temporary
+  folders); a committed step later cut short or partly deleted restores with an error or wrong
+  values, so the parts orbax writes (_METADATA, each OCDBT manifest, meta) are checked here."""
   if not any(folder.iterdir()):
     return "empty folder"
   for part in ("state", "meta"):
@@ -283,7 +287,9 @@ class _OrbaxFilter(logging_lib.Filter):
 def _silence_aborted_io() -> None:
   """After a failed read or write, orbax's leftover tasks report the same error again as they end
   (its logs, asyncio's, and tensorstore callbacks into orbax's closed event loop), at any later
-  time: drop those for the rest of the process; the failure itself is reported in one line."""
+  time: drop those for the rest of the process; the failure itself is reported in one line.
+  Process-wide because orbax offers no way to cancel or await those tasks; the hook passes on
+  everything that is not orbax's."""
   global _silenced
   if _silenced:
     return
