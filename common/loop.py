@@ -188,20 +188,39 @@ def _chunks(plan: Plan, task: Task, train, mesh, state, step: int):
                       task.batches_per_step * plan.per_shard_batch)
 
 
-def _compile(task: Task, plan: Plan, state, train, config, mesh):
+def _compile(task: Task, plan: Plan, state, train, mesh, say: bool = True):
   """(compiled chunk, a function giving zeroed metric sums, compile seconds)."""
   train_chunk = make_train_chunk(task, plan.steps_per_epoch, plan.per_shard_batch)
   rows = shards.chunk_like(train, mesh, plan.chunk * task.batches_per_step * plan.per_shard_batch)
-  like_metrics = jax.eval_shape(task.train_step, state, batch_like(task, train, config.batch_size),
-                                jax.random.PRNGKey(0))[1]
+  like_metrics = jax.eval_shape(
+      task.train_step, state, batch_like(task, train, plan.per_shard_batch * mesh.size),
+      jax.random.PRNGKey(0))[1]
   zero_sums = lambda: parallel.replicate(  # pylint: disable=g-long-lambda
       mesh, jax.tree.map(lambda s: np.zeros(s.shape, np.float32), like_metrics))
-  reporting.print_line("Compiling the training step...")
+  if say:
+    reporting.print_line("Compiling the training step...")
   start = time.perf_counter()
   compiled = train_chunk.lower(state, rows, jnp.int32(0), zero_sums()).compile()
   seconds = time.perf_counter() - start
-  reporting.print_line(f"Compiled in {seconds:.1f}s")
+  if say:
+    reporting.print_line(f"Compiled in {seconds:.1f}s")
   return compiled, zero_sums, seconds
+
+
+def train_in_memory(task: Task, train: shards.DeviceSplit, mesh, *, batch_size: int,
+                    num_epochs: int, seed: int) -> TrainState:
+  """The training core without a workdir (no checkpoints, logs or resume), for short trainings
+  inside an evaluation (the CAS classifier): the same chunks, permutations and per-step keys as
+  `run`, one compiled chunk per epoch."""
+  state = parallel.replicate(mesh, task.init(jax.random.PRNGKey(seed)))
+  steps = shards.steps_per_epoch(train, batch_size, task.batches_per_step)
+  plan = Plan(steps, num_epochs, batch_size // mesh.size, steps)
+  compiled, zero_sums, _ = _compile(task, plan, state, train, mesh, say=False)
+  for rows in _chunks(plan, task, train, mesh, state, 0):
+    state, _, bad = compiled(state, rows, jnp.int32(steps), zero_sums())
+    if int(bad) >= 0:
+      raise NonFiniteError(f"Non-finite loss at step {int(bad)} of an in-memory training.")
+  return state
 
 
 @dataclasses.dataclass
@@ -250,7 +269,7 @@ def run(config, workdir: str, task: Task, splits: dict, mesh) -> tuple[TrainStat
   feed = _chunks(plan, task, splits["train"], mesh, state, step)
   try:
     compiled, zero_sums, compile_s = (
-        _compile(task, plan, state, splits["train"], config, mesh)
+        _compile(task, plan, state, splits["train"], mesh)
         if step < plan.total_steps else (None, None, 0.0))
     epoch_sums = meta.get("epoch_sums")
     while step < plan.total_steps:

@@ -28,6 +28,8 @@ import numpy as np
 import optax
 
 from common import datasets
+from common import loop
+from common import parallel
 from common import reporting
 from common import runs
 from common import shards
@@ -39,6 +41,7 @@ from gan import metrics
 from gan import players as players_lib
 
 MIN_SAMPLES = 10  # k-NN metrics need more samples than k; FD needs a covariance
+EVAL_BATCH = 1000  # the CAS classifier's test batch, over all devices
 
 
 def load_classifier(workdir: str, info: datasets.DatasetInfo, mesh):
@@ -77,25 +80,20 @@ def feature_metrics(feats, probs, labels, ref_feats, ref_labels, num_classes: in
 
 
 def classification_accuracy(info: datasets.DatasetInfo, images, labels, test, epochs: int,
-                            seed: int = 0, batch: int = 100) -> float:
-  """Test accuracy of the course CNN (Adam 1e-3) trained `epochs` epochs on (images, labels)."""
+                            seed: int = 0, batch: int = 100, mesh=None) -> float:
+  """Test accuracy of the course CNN (Adam 1e-3) trained `epochs` epochs on (images, labels),
+  through the loop's training core (loop.train_in_memory) and its padded evaluation."""
+  mesh = mesh or parallel.make_mesh()
+  batch = max(mesh.size, batch - batch % mesh.size)
   model_config = cnn_keys.get_config().model  # model.name 'seed': the course's architecture
   model = cnn_train.build_model(model_config, info, jnp.float32, jax.random.PRNGKey(seed))
   task = cnn_train.make_task(model, optax.adam(1e-3), dtype="float32")
-  state, step = task.init(jax.random.PRNGKey(seed)), jax.jit(task.train_step)
-  rng = np.random.default_rng(seed)
-  for epoch in range(epochs):
-    order = rng.permutation(len(labels))
-    for i in range(len(labels) // batch):
-      rows = order[i * batch:(i + 1) * batch]
-      key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch * 10**6 + i)
-      state, _ = step(state, {"image": images[rows][None], "label": labels[rows][None]}, key)
-  evaluate = jax.jit(task.eval_step)
-  correct = sum(float(evaluate(state, {"image": test.images[i:i + 1000],
-                                        "label": test.labels[i:i + 1000],
-                                        "mask": np.ones(len(test.labels[i:i + 1000]), bool)}
-                               )["accuracy"]) for i in range(0, len(test.labels), 1000))
-  return correct / len(test.labels)
+  train = shards.to_device(mesh, datasets.HostSplit(images, labels, len(labels)))
+  state = loop.train_in_memory(task, train, mesh, batch_size=batch, num_epochs=epochs, seed=seed)
+  per_device = max(1, EVAL_BATCH // mesh.size)
+  test_split = shards.to_device(mesh, test, pad_to=per_device)
+  evaluate = loop.make_evaluate(task, per_device * mesh.size)
+  return loop.evaluate_split(evaluate, state, test_split)["accuracy"]
 
 
 def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
