@@ -105,7 +105,6 @@ def make_task(model: layers.Sequential, tx: optax.GradientTransformation, *, dty
 
 def prepare(config: ml_collections.ConfigDict, workdir: str):
   """(task, info, splits, mesh) for a validated config: data on device, model, optimizer."""
-  keys.validate(config)
   mesh = parallel.make_mesh()
   info, splits = data_lib.load(config, mesh, train_batch=config.batch_size,
                                eval_batch=config.eval_batch_size)

@@ -85,7 +85,6 @@ def warn_collapse(history: list[dict], epochs: int = 3) -> None:
 
 def prepare(config: ml_collections.ConfigDict, workdir: str):
   """(task, info, splits, mesh, players) for a validated config: data on device, players."""
-  keys.validate(config)
   mesh = parallel.make_mesh()
   info, splits = data_lib.load(config, mesh, train_batch=config.batch_size,
                                eval_batch=config.eval_batch_size)

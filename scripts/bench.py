@@ -118,10 +118,12 @@ def is_gan(config) -> bool:
 def _prepare(config, workdir: str):
   """(task, splits, mesh) of either model family, as its train_and_evaluate builds them."""
   if is_gan(config):
-    from gan import train  # pylint: disable=g-import-not-at-top
+    from gan import keys, train  # pylint: disable=g-import-not-at-top
+    keys.validate(config)
     task, _, splits, mesh, _ = train.prepare(config, workdir)
     return task, {"train": splits["train"]}, mesh
-  from cnn import train  # pylint: disable=g-import-not-at-top
+  from cnn import keys, train  # pylint: disable=g-import-not-at-top
+  keys.validate(config)
   task, _, splits, mesh = train.prepare(config, workdir)
   return task, splits, mesh
 
