@@ -14,7 +14,6 @@ from flax import nnx
 
 from common import kernels
 
-Activation = Callable[[jax.Array], jax.Array] | None
 ACTIVATIONS = {"relu": jax.nn.relu, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
                "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "linear": None, None: None}
 
@@ -121,13 +120,6 @@ class Flatten(Layer):
 
   def __call__(self, x, *, train=False, key=None):
     return x.reshape(x.shape[0], -1)
-
-
-class GlobalAvgPool(Layer):
-  keras_name = "GlobalAveragePooling"
-
-  def __call__(self, x, *, train=False, key=None):
-    return x.mean(axis=tuple(range(1, x.ndim - 1)))
 
 
 class BatchNorm(Layer):
