@@ -6,7 +6,7 @@ differentiates that several times faster than `lax.reduce_window` (see BENCHMARK
 """
 
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
