@@ -15,7 +15,11 @@ training images against the test split (`real`): how far from real the model is.
   cas                   conditional models: the classification accuracy score (Ravuri and
                         Vinyals 2019), the test accuracy of a fresh course CNN trained on the
                         labelled samples only (`real`: trained on as many real images)
-During training, `TrainingEvaluator` computes the cheap ones every eval_every_epochs.
+With Inception weights configured (config.inception_weights or $INCEPTION_WEIGHTS) the field's
+metrics are added, prefixed inception_ (gan/inception_eval.py: FID, IS, KID, precision/recall,
+density/coverage in pytorch-fid's Inception features), and the classifier becomes optional.
+During training, `TrainingEvaluator` computes the cheap ones every eval_every_epochs (and
+eval_inception_fid with config.train_inception_samples).
 The protocol (classifier, sample counts, reference split, seed, generator weights and step) is
 recorded with the numbers.
 """
