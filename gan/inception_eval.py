@@ -167,7 +167,10 @@ def evaluate(inc: Inception, images: np.ndarray, host: dict, seed: int) -> dict:
   out["protocol"] = {"inception": dict(
       inc.record, resize=c.inception_resize, num_samples=num, sampling_seed=seed,
       reference_split=split, num_reference=len(ref_images), reference_cache=ref_file,
-      fid_reference_stats=c.inception_reference_stats or None, real_split=other,
+      fid_reference_stats=c.inception_reference_stats or None,
+      fid_reference_stats_sha256=(
+          inception_weights.sha256(os.path.expanduser(c.inception_reference_stats))
+          if c.inception_reference_stats else None), real_split=other,
       num_real=len(real["pool3"]), real_cache=real_file, is_splits=IS_SPLITS,
       kid_subsets=KID_SUBSETS, kid_subset_size=min(KID_SUBSET_SIZE, num, len(ref_images)),
       pr_k=PR_K, dc_k=DC_K, num_pr_reference=min(num, len(ref_images)))}
