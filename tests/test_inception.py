@@ -18,6 +18,7 @@ import pytest
 import scipy.linalg
 from ml_collections import ConfigDict
 
+from common import datasets
 from common import parallel
 from common.config import ConfigError
 from gan import inception
@@ -190,6 +191,37 @@ def test_reference_features_are_kept_and_a_mismatching_file_is_never_used(tmp_pa
   assert calls == [6, 6, 6] and "features and mean do not match" in capsys.readouterr().out
   record = json.loads(str(np.load(path)["record"]))
   assert record["split"] == "train" and record["resize"] == "clean" and record["num"] == 6
+
+
+def test_evaluate_uses_published_statistics_and_records_the_protocol(tmp_path, capsys):
+  """inception_eval.evaluate with a stand-in extractor: published (mu, sigma) replace the
+  reference's for the FID (of samples and of real images), the rest use the reference."""
+  rng = np.random.default_rng(3)
+  host = {split: datasets.HostSplit(rng.integers(0, 256, (n, 5, 5, 1), dtype=np.uint8),
+                                    np.zeros(n, np.int32), n)
+          for split, n in (("train", 40), ("test", 30))}
+  published = tmp_path / "stats.npz"
+  config = ConfigDict(dict(dataset="mnist", data_dir=str(tmp_path), inception_resize="clean",
+                           inception_reference_split="test", inception_reference_samples=0,
+                           inception_reference_stats=""))
+  inc = _fake_inception(config, [])
+  images = rng.integers(0, 256, (20, 5, 5, 1), dtype=np.uint8)  # "samples"
+  out = inception_eval.evaluate(inc, images, host, seed=9)
+  own = out["inception_fid"]
+  mu, sigma = np.full(4, 50.0), np.eye(4)
+  np.savez(published, mu=mu, sigma=sigma)
+  inc.published, config.inception_reference_stats = (mu, sigma), str(published)
+  out = inception_eval.evaluate(inc, images, host, seed=9)
+  pool = images.reshape(20, -1)[:, :4].astype(np.float64)
+  assert out["inception_fid"] == pytest.approx(metrics.frechet_distance_stats(
+      pool.mean(0), np.cov(pool, rowvar=False), mu, sigma)) and out["inception_fid"] != own
+  assert out["real"]["inception_kid"] != out["inception_kid"]
+  protocol = out["protocol"]["inception"]
+  assert (protocol["reference_split"], protocol["num_reference"]) == ("test", 30)
+  assert (protocol["real_split"], protocol["num_real"], protocol["num_samples"]) == ("train", 20, 20)
+  assert protocol["fid_reference_stats_sha256"] == iw.sha256(str(published))
+  assert protocol["kid_subset_size"] == 20 and protocol["sampling_seed"] == 9
+  assert "Warning: Inception FID from 20 < 2048 samples" in capsys.readouterr().out
 
 
 def test_published_statistics_are_checked(tmp_path):
