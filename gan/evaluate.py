@@ -6,8 +6,8 @@
 
 With Inception weights (the flag, the run's config.inception_weights or $INCEPTION_WEIGHTS) it
 adds the Inception FID, IS, KID, precision/recall and density/coverage (gan/inception_eval.py),
-and needs no classifier. Prints every metric beside its value for real images, and writes them with their protocol to
-the run's results.json under "eval".
+and needs no classifier. Prints every metric beside its value for real images, and writes them
+with their protocol to the run's results.json under "eval".
 """
 
 from absl import app, flags
