@@ -1,10 +1,13 @@
 """Evaluates a trained GAN with a classifier of the same dataset (metrics: gan/evaluation.py).
 
     python -m gan.evaluate --workdir=runs/acgan [--classifier_workdir=runs/cnn] [--num=10000]
-        [--step=latest|best|N]
+        [--step=latest|best|N] [--inception_weights=pt_inception-2015-12-05-6726825d.pth]
+        [--inception_resize=pytorch_fid|clean]
 
-Prints every metric beside its value for real images, and writes them with their protocol to
-the run's results.json under "eval".
+With Inception weights (the flag, the run's config.inception_weights or $INCEPTION_WEIGHTS) it
+adds the Inception FID, IS, KID, precision/recall and density/coverage (gan/inception_eval.py),
+and needs no classifier. Prints every metric beside its value for real images, and writes them
+with their protocol to the run's results.json under "eval".
 """
 
 from absl import app, flags
@@ -14,6 +17,7 @@ from common import parallel
 from common import reporting
 from common import runs
 from gan import evaluation
+from gan import inception_keys
 from gan import players as players_lib
 
 FLAGS = flags.FLAGS
@@ -22,6 +26,10 @@ flags.DEFINE_string("classifier_workdir", None, "A cnn run's workdir; default th
 flags.DEFINE_integer("num", None, "Samples to draw; default config.eval_samples.")
 flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number.")
 flags.DEFINE_integer("seed", None, "Sampling seed; default config.seed + 2.")
+flags.DEFINE_string("inception_weights", None, "pytorch-fid's Inception weights file; default "
+                    "the run's config.inception_weights, else $INCEPTION_WEIGHTS.")
+flags.DEFINE_enum("inception_resize", None, list(inception_keys.RESIZES),
+                  "Resize convention of the Inception metrics; default the run's config's.")
 
 
 def main(argv):
@@ -29,6 +37,9 @@ def main(argv):
   mesh = parallel.make_mesh()
   step = runs.parse_step(FLAGS.step)
   run, players = players_lib.restore(FLAGS.workdir, mesh, step)
+  for name in ("inception_weights", "inception_resize"):
+    if getattr(FLAGS, name) is not None:
+      run.config[name] = getattr(FLAGS, name)
   out = evaluation.evaluate(run.config, run.info, players, run.state, mesh,
                             classifier_workdir=FLAGS.classifier_workdir, num=FLAGS.num,
                             seed=FLAGS.seed, step=run.step)

@@ -15,7 +15,11 @@ training images against the test split (`real`): how far from real the model is.
   cas                   conditional models: the classification accuracy score (Ravuri and
                         Vinyals 2019), the test accuracy of a fresh course CNN trained on the
                         labelled samples only (`real`: trained on as many real images)
-During training, `TrainingEvaluator` computes the cheap ones every eval_every_epochs.
+With Inception weights configured (config.inception_weights or $INCEPTION_WEIGHTS) the field's
+metrics are added, prefixed inception_ (gan/inception_eval.py: FID, IS, KID, precision/recall,
+density/coverage in pytorch-fid's Inception features), and the classifier becomes optional.
+During training, `TrainingEvaluator` computes the cheap ones every eval_every_epochs (and
+eval_inception_fid with config.train_inception_samples).
 The protocol (classifier, sample counts, reference split, seed, generator weights and step) is
 recorded with the numbers.
 """
@@ -36,6 +40,7 @@ from common import shards
 from cnn import api as cnn_api
 from cnn import keys as cnn_keys
 from cnn import train as cnn_train
+from gan import inception_eval
 from gan import keys
 from gan import metrics
 from gan import players as players_lib
@@ -99,18 +104,47 @@ def classification_accuracy(info: datasets.DatasetInfo, images, labels, test, ep
 def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
              classifier_workdir: str | None = None, num: int | None = None,
              seed: int | None = None, step: int | None = None) -> dict:
-  """All metrics for the generator in `state`, with real-data references and the protocol."""
+  """All metrics for the generator in `state`, with real-data references and the protocol: the
+  classifier's, and the Inception metrics (gan/inception_eval.py) when weights are configured.
+  Without a classifier, the Inception metrics alone."""
   num = config.eval_samples if num is None else num
   if num < MIN_SAMPLES:
     raise runs.RunError(f"--num={num} samples are too few to evaluate; use at least "
                         f"{MIN_SAMPLES} (10000 is the usual count).")
-  classify, protocol = load_classifier(classifier_workdir or config.classifier_workdir, info,
-                                       mesh)
+  inc = inception_eval.from_config(config, mesh)
+  try:
+    classify, protocol = load_classifier(classifier_workdir or config.classifier_workdir, info,
+                                         mesh)
+  except runs.RunError as e:
+    if inc is None:
+      raise
+    reporting.print_line(f"Inception metrics only: {e}")
+    classify, protocol = None, {}
   _, host = datasets.load_host(config)
-  test, train = host["test"], host["train"]
-  ref_feats, _ = classify(test.images[:num])
   seed = config.seed + 2 if seed is None else seed
   images, labels = players_lib.generate(config, players, state, num, jax.random.PRNGKey(seed))
+  out = ({} if classify is None else
+         classifier_metrics(config, info, classify, images, labels, host, num))
+  if inc is not None:
+    extra = inception_eval.evaluate(inc, images, host, seed)
+    out.setdefault("real", {}).update(extra.pop("real"))
+    protocol.update(extra.pop("protocol"))
+    out.update(extra)
+  test = host["test"]
+  out["protocol"] = dict(protocol, num_samples=num, reference="test",
+                         num_reference=int(min(num, len(test.labels))),
+                         num_real=int(min(num, len(host["train"].labels))), sampling_seed=seed,
+                         cas_epochs=config.cas_epochs,
+                         generator="ema" if "g_ema" in state.model_state else "online",
+                         step=int(state.step) if step is None else step)
+  _report(out)
+  return out
+
+
+def classifier_metrics(config, info, classify, images, labels, host, num: int) -> dict:
+  """The classifier's metrics of the samples and (under 'real') of real training images."""
+  test, train = host["test"], host["train"]
+  ref_feats, _ = classify(test.images[:num])
   conditional = keys.conditional(config)
   out = feature_metrics(*classify(images), labels, ref_feats, test.labels[:num],
                         info.num_classes, conditional)
@@ -121,35 +155,37 @@ def evaluate(config, info: datasets.DatasetInfo, players, state, mesh, *,
     out["cas"] = classification_accuracy(info, images, labels, test, config.cas_epochs)
     out["real"]["cas"] = classification_accuracy(info, train.images[:num], train.labels[:num],
                                                  test, config.cas_epochs)
-  out["protocol"] = dict(protocol, num_samples=num, reference="test",
-                         num_reference=int(min(num, len(test.labels))),
-                         num_real=int(min(num, len(train.labels))), sampling_seed=seed,
-                         cas_epochs=config.cas_epochs,
-                         generator="ema" if "g_ema" in state.model_state else "online",
-                         step=int(state.step) if step is None else step)
-  _report(out)
   return out
 
 
 def _report(out: dict) -> None:
   """One line per metric: the samples' value beside real images' value."""
-  lines = [f"Evaluation, {out['protocol']['num_samples']} samples against the test split "
-           f"(classifier {out['protocol']['classifier_workdir']}):"]
+  p = out["protocol"]
+  inc = p.get("inception")
+  source = "; ".join(([f"classifier {p['classifier_workdir']} against the test split"]
+                      if "classifier_workdir" in p else []) +
+                     ([f"Inception, {inc['resize']} resize, against the {inc['reference_split']}"
+                       f" split"] if inc else []))
+  lines = [f"Evaluation, {p['num_samples']} samples ({source}):"]
   for k, v in out.items():
     if isinstance(v, float):
       lines.append(f"  {k:22s} {v:10.4f}   real images: {out['real'][k]:.4f}")
   reporting.print_line("\n".join(lines))
-  if max(out["class_histogram"]) > 0.5:
+  if max(out.get("class_histogram", [0])) > 0.5:
     reporting.print_line("Warning: mode collapse: over half of the samples are classified as one "
                          "class.")
 
 
 class TrainingEvaluator:
-  """The cheap metrics (FD, classifier score, precision, recall, conditional accuracy) on
-  config.train_eval_samples samples, for the per-epoch record; off without a classifier."""
+  """Every eval_every_epochs, for the per-epoch record: the cheap classifier metrics (FD,
+  classifier score, precision, recall, conditional accuracy) on config.train_eval_samples
+  samples (off without a classifier), and eval_inception_fid on config.train_inception_samples
+  (off without them)."""
 
   def __init__(self, config, info: datasets.DatasetInfo, players, mesh):
-    self.config, self.players, self.classify = config, players, None
+    self.config, self.players, self.classify, self.inception = config, players, None, None
+    if config.train_inception_samples:  # a missing weights file stops here, before training
+      self.inception = inception_eval.TrainingFID(config, mesh, datasets.load_host(config)[1])
     if config.train_eval_samples == 0:
       return
     try:
@@ -161,16 +197,20 @@ class TrainingEvaluator:
     self.ref_feats, _ = self.classify(host["test"].images[:config.train_eval_samples])
 
   def __call__(self, state) -> dict:
+    c, out = self.config, {}
+    if self.inception is not None:
+      images, _ = players_lib.generate(c, self.players, state, c.train_inception_samples,
+                                       jax.random.PRNGKey(c.seed + 4))
+      out.update(self.inception(images))
     if self.classify is None:
-      return {}
-    c = self.config
+      return out
     images, labels = players_lib.generate(c, self.players, state, c.train_eval_samples,
                                           jax.random.PRNGKey(c.seed + 3))
     feats, probs = self.classify(images)
     precision, recall = metrics.precision_recall(self.ref_feats, feats)
-    out = {"eval_fid": metrics.frechet_distance(feats, self.ref_feats),
-           "eval_classifier_score": metrics.classifier_score(probs),
-           "eval_precision": precision, "eval_recall": recall}
+    out.update({"eval_fid": metrics.frechet_distance(feats, self.ref_feats),
+                "eval_classifier_score": metrics.classifier_score(probs),
+                "eval_precision": precision, "eval_recall": recall})
     if keys.conditional(c):
       out["eval_conditional_accuracy"] = float(np.mean(probs.argmax(-1) == labels))
     return out

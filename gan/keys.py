@@ -5,6 +5,7 @@ import dataclasses
 from common import config as cfg
 from common import keys as common_keys
 from common.config import Key
+from gan import inception_keys
 
 ARCHS = ("mlp", "dcgan", "keras_acgan")  # gan.models.ARCHITECTURES builds each
 # How a conditional model sees the label: the generator concatenates a one-hot vector to z
@@ -60,6 +61,7 @@ KEYS: cfg.Keys = {
                               resumable=True),
     "cas_epochs": Key(5, cfg.integer(1), "epochs of the classification accuracy score's "
                       "classifier (conditional models)"),
+    **inception_keys.KEYS,
 }
 RETIRED = ("model.num_classes",)  # now read from the dataset
 
@@ -72,6 +74,7 @@ def get_config():
 def validate(config) -> None:
   """Each key's rule, then combinations that per-key rules can't see."""
   cfg.validate(config, KEYS)
+  inception_keys.validate(config)
   m, l = config.model, config.loss
   if l.gp_weight > 0 and m.d_norm == "batch":
     raise cfg.ConfigError("config.loss.gp_weight > 0 needs a critic without batch norm: set "

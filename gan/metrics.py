@@ -1,7 +1,9 @@
 """GAN evaluation metrics on classifier features [N, F], in numpy.
 
-  frechet_distance   FID between two feature sets
+  frechet_distance   FID between two feature sets (frechet_distance_stats: of mean, covariance)
   classifier_score   the Inception-score analogue of class probabilities
+  inception_score    IS of logits: mean and std over splits (Salimans et al. 2016)
+  kernel_inception_distance  KID: unbiased MMD^2, cubic kernel, over subsets (Binkowski et al.)
   precision_recall   improved precision and recall (Kynkaanniemi et al. 2019)
   density_coverage   density and coverage (Naeem et al. 2020)
   intra_class_fd     the Frechet distance per class, for conditional generators
@@ -16,10 +18,19 @@ import numpy as np
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two feature sets [N, F]."""
   a, b = a.astype(np.float64), b.astype(np.float64)
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  # Tr (S_a S_b)^(1/2) = Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), a symmetric PSD matrix: exact with
-  # eigh even when a covariance is singular (a ReLU feature that never fires), where sqrtm warns.
+  return frechet_distance_stats(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                np.cov(b, rowvar=False))
+
+
+def frechet_distance_stats(mu_a, s_a, mu_b, s_b) -> float:
+  """The Frechet distance of two Gaussians (mean, covariance), in float64.
+
+  Tr (S_a S_b)^(1/2) = Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), a symmetric PSD matrix: exact with
+  eigh even when a covariance is singular (a ReLU feature that never fires, fewer samples than
+  features), where scipy's sqrtm of the non-symmetric S_a S_b returns "imaginary components".
+  """
+  mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
+  s_a, s_b = np.atleast_2d(np.asarray(s_a, np.float64)), np.atleast_2d(np.asarray(s_b, np.float64))
   root_a = _sqrt_psd(s_a)
   inner = root_a @ s_b @ root_a
   tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)))
@@ -27,7 +38,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
-  w, v = np.linalg.eigh(s)
+  w, v = np.linalg.eigh((s + s.T) / 2)
   return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
@@ -35,6 +46,45 @@ def classifier_score(probs: np.ndarray) -> float:
   p_y = probs.mean(0, keepdims=True)
   kl = np.sum(probs * (np.log(probs + 1e-12) - np.log(p_y + 1e-12)), axis=1)
   return float(np.exp(kl.mean()))
+
+
+def inception_score(logits: np.ndarray, splits: int = 10,
+                    shuffle_seed: int | None = None) -> tuple[float, float]:
+  """(mean, std) over `splits` consecutive parts of exp E_x[KL(p(y|x) || p(y))], p = softmax.
+
+  As the original code (and torch-fidelity, whose default shuffles first with
+  np.random.RandomState(2020).permutation: pass shuffle_seed=2020); std with ddof 0, float64.
+  """
+  x = np.asarray(logits, np.float64)
+  if shuffle_seed is not None:
+    x = x[np.random.RandomState(shuffle_seed).permutation(len(x))]
+  log_p = x - x.max(1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+  n, scores = len(x), []
+  for i in range(splits):
+    part = log_p[i * n // splits:(i + 1) * n // splits]
+    p = np.exp(part)
+    with np.errstate(divide="ignore", invalid="ignore"):  # p = 0 terms are 0 (0 log 0)
+      kl = np.sum(np.where(p > 0, p * (part - np.log(p.mean(0, keepdims=True))), 0.0), axis=1)
+    scores.append(float(np.exp(kl.mean())))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100,
+                              subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
+  """(mean, std) over `subsets` random subsets of the unbiased MMD^2 with the kernel
+  k(x, y) = (x.y / F + 1)^3, as torch-fidelity (the same RandomState draws, std with ddof 0);
+  the subset size is capped at the smaller set's size, where torch-fidelity refuses."""
+  m = min(subset_size, len(a), len(b))
+  rng, mmds = np.random.RandomState(seed), []
+  for _ in range(subsets):  # float64 subsets: a 50,000-image reference is never copied whole
+    x = np.asarray(a[rng.choice(len(a), m, replace=False)], np.float64)
+    y = np.asarray(b[rng.choice(len(b), m, replace=False)], np.float64)
+    k = lambda u, v: (u @ v.T / u.shape[1] + 1.0) ** 3
+    k_xx, k_yy, k_xy = k(x, x), k(y, y), k(x, y)
+    within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    mmds.append(within - 2.0 * k_xy.sum() / (m * m))
+  return float(np.mean(mmds)), float(np.std(mmds))
 
 
 def _distance_blocks(x: np.ndarray, y: np.ndarray, chunk: int):
