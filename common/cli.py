@@ -43,8 +43,8 @@ def _parser(keys: cfg.Keys) -> Callable[[list[str]], list[str]]:
     except (AttributeError, KeyError) as e:  # an override of a key the config file lacks
       bad = next((a for a in argv[1:] if a.startswith("--config.")), "--config.")
       hint = entry.nearest(bad[2:].partition("=")[0], names)
-      sys.exit(f"Error: {bad}: the config has no such key ({type(e).__name__})"
-               + (f"; did you mean --{hint}?" if hint else "; --keys lists them."))
+      sys.exit(f"Error: {bad}: unknown config key" + (f"; did you mean --{hint}?" if hint
+                                                      else "; --keys lists them."))
     except Exception as e:  # pylint: disable=broad-except
       sys.exit(f"Error: {type(e).__name__}: {' '.join(str(e).split())}")
 

@@ -67,7 +67,8 @@ def parse_flags(argv: list[str], names: list[str], help_text: Callable[[], str])
     return flags.FLAGS(argv)
   except flags.UnrecognizedFlagError as e:
     hint = nearest(e.flagname, names)
-    sys.exit(f"Error: unknown flag --{e.flagname}" + (f"; did you mean --{hint}?" if hint else "")
+    what = "config key" if e.flagname.startswith("config.") else "flag"
+    sys.exit(f"Error: unknown {what} --{e.flagname}" + (f"; did you mean --{hint}?" if hint else "")
              + " (--help lists the flags" + (" and config keys)." if any(
                  n.startswith("config.") for n in names) else ")."))
 
