@@ -70,7 +70,7 @@ def test_wandb_offline_logs_scalars_images_and_config_under_one_id(tmp_path, mon
     writer.close()
   runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
   run_id = (tmp_path / "wandb_id.txt").read_text()
-  assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)
+  assert len(runs) == 2 and all(f"-{run_id}" in r.name for r in runs)  # "-1" if in one second
   log = (runs[0] / f"run-{run_id}.wandb").read_bytes()
   assert b"d_loss" in log and b"wandb_project" in log
   assert len(list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))) == 1
