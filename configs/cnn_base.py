@@ -3,9 +3,8 @@
 import ml_collections
 
 from cnn import keys
+from configs import presets
 
-
-PRESETS = ("", "cpu", "test")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -17,9 +16,7 @@ def finish(c: ml_collections.ConfigDict, preset: str,
            own: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
   """Applies the 'test' preset (tiny, for the test suite) and rejects unknown presets; `own`
   names the presets the config file applied itself (e.g. 'fashion_mnist')."""
-  if preset not in PRESETS + own:
-    raise ValueError(f"Unknown preset {preset!r}; use one of "
-                     f"{', '.join(map(repr, PRESETS + own))}.")
+  presets.check(preset, own)
   if preset == "test":  # seconds on a CPU: for the test suite
     c.name += "_test"
     c.num_epochs = 2

@@ -3,9 +3,8 @@
 import ml_collections
 
 from gan import keys
+from configs import presets
 
-
-PRESETS = ("", "cpu", "test")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -13,13 +12,18 @@ def get_config() -> ml_collections.ConfigDict:
   return keys.get_config()
 
 
+def cpu(c: ml_collections.ConfigDict, width: int = 32) -> ml_collections.ConfigDict:
+  """The usual start of a ':cpu' preset: the name, and G and D narrowed to `width`."""
+  c.name += "_cpu"
+  c.model.g_width = c.model.d_width = width
+  return c
+
+
 def finish(c: ml_collections.ConfigDict, preset: str,
            own: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
   """Applies the 'test' preset (a few steps, for the test suite) and rejects unknown presets;
   `own` names the presets the config file applied itself (e.g. 'cifar10')."""
-  if preset not in PRESETS + own:
-    raise ValueError(f"Unknown preset {preset!r}; use one of "
-                     f"{', '.join(map(repr, PRESETS + own))}.")
+  presets.check(preset, own)
   if preset == "test":
     c.name += "_test"
     c.num_epochs = 2

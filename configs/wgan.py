@@ -24,9 +24,7 @@ def get_config(preset: str = ""):
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":
-    c.name = "wgan_cpu"
-    c.model.g_width = 32
-    c.model.d_width = 32
+    gan_base.cpu(c)
     # Weight clipping learns slowly, so on 2 cores the generator gets as many updates as fit (one
     # critic step each), a faster rate than the critic's, and samples come from G's weight
     # average. Classifier scores (BENCHMARKS.md): 5 critic steps, 22 epochs, 2e-4: 5.85; 2 critic

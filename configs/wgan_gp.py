@@ -30,9 +30,7 @@ def get_config(preset: str = ""):
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":
-    c.name = "wgan_gp_cpu"
-    c.model.g_width = 32
-    c.model.d_width = 32
+    gan_base.cpu(c)
     # Twice the paper's rate: 10 epochs at 1e-4 gave classifier score 6.1; 12 at 2e-4 give 7.2.
     c.g_optimizer.learning_rate = c.d_optimizer.learning_rate = 2e-4
     c.num_epochs = 12
