@@ -153,3 +153,16 @@ def test_every_switch_trains_resumes_samples_and_evaluates(dataset, shape, tmp_p
     out = evaluation.evaluate(run.config, run.info, players, run.state, mesh,
                               classifier_workdir=str(tmp_path / "clf"), num=32)
   assert np.isfinite(out["fid"]) and "conditional_accuracy" in out
+
+
+def test_stabilizers_sweep_members_are_valid_on_every_preset():
+  from common import sweeps  # pylint: disable=g-import-not-at-top
+  from configs import sngan  # pylint: disable=g-import-not-at-top
+  members = sngan.get_sweep("stabilizers")
+  assert len(members) == 8
+  sweeps.check_names(members)
+  for preset in ("", "cpu", "test", "cifar10"):
+    for member in members:
+      gan_keys.validate(load_config("sngan", preset, **sweeps.config_overrides(member)))
+  with pytest.raises(ValueError, match="known sweeps"):
+    sngan.get_sweep("nope")
