@@ -3,9 +3,9 @@ sigma(W), estimated by one power iteration per training forward pass, as the aut
 and PyTorch's spectral_norm (StudioGAN) do. A conv kernel [kh, kw, in, out] is the matrix
 [kh * kw * in, out], as the paper reshapes it (the same singular values as its [out, in*kh*kw]).
 
-Our own, not nnx.SpectralNorm: that keeps u and sigma in a dict keyed by tuples of parameter paths
-and is called as (x, update_stats), where this project's layers are called as (x, *, train, key)
-and its state trees are checkpointed by attribute name.
+Our own, not nnx.SpectralNorm (flax 0.12.8): that writes W / sigma into the wrapped layer's Param in
+place, which raises TraceContextError inside a transform that didn't create the module (as
+gan.models.build's jax.eval_shape), and it is called as (x, update_stats), not (x, *, train, key).
 """
 
 import jax
