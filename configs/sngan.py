@@ -6,14 +6,16 @@ the hinge loss, 5 D steps per G step, Adam 2e-4 with betas (0, 0.9), batch 64, z
     python -m gan.main --config=configs/sngan.py:cifar10    # the paper's CIFAR-10 setup (GPU/TPU)
     python scripts/sweep.py --config=configs/sngan.py:cpu --sweep=stabilizers --seeds=2
 
-The paper's CIFAR-10 numbers for this model (ResNet, hinge loss, SN; Table 2 of Miyato et al.):
-Inception score 8.22, FID 21.7 (their protocol: 50k samples against 10k test images' statistics
-in the official Inception graph); StudioGAN's re-run reports FID 9.0 on its own protocol. :cifar10
-follows the paper: G 256 channels (4x4 -> three up-sampling blocks -> 32x32), D 128 channels (an
-optimized block, a down-sampling block, two blocks), 50k generator updates (320 epochs of 50k
-images at batch 64 x 5 D steps). Differences: the paper decays no learning rate either; our FID
-is the project classifier's unless Inception weights are configured, and the classifier needs
+The paper's CIFAR-10 numbers for this model (ResNet, hinge loss, SN in D): Inception score
+8.22, FID 21.7 (its own Inception protocol); StudioGAN's re-run reports FID 9.0 on its protocol
+(training-set statistics, 50k samples). :cifar10 follows the paper's architecture and optimizer:
+G 256 channels (4x4 -> three up-sampling blocks -> 32x32), D 128 channels (an optimized block, a
+down-sampling block, two blocks), n_dis 5, Adam 2e-4 (0, 0.9), batch 64. Differences: 50k
+generator updates (320 epochs of 50k images at 64 x 5 per update) is our choice of length, and no
+learning-rate decay; FID here is the project classifier's unless Inception weights are
+configured, the classifier from
 `python -m cnn.main --config=configs/cnn.py --config.dataset=cifar10 --workdir=runs/cnn_cifar10`.
+:cpu is MNIST at widths 16 (see below); :test is seconds, for the tests.
 """
 
 from configs import gan_base

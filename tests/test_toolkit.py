@@ -67,7 +67,8 @@ def test_hinge_projection_and_lecam_against_their_formulas():
 
 
 def test_projection_discriminator_adds_the_class_term():
-  config = load_config("cgan_pd", **{"model.spectral_norm": "none"})
+  config = load_config("cgan_pd", **{"model.spectral_norm": "none", "model.arch": "dcgan",
+                                     "model.conditioning": "concat"})  # any arch: a small one
   info = datasets.DatasetInfo("toy", "1", (28, 28, 1), 10, tuple("abcdefghij"))
   players, _, _ = players_lib.build(config, info, 1)
   d = nnx.merge(players.d_def, players.params["d"], players.model_state["d"])
@@ -88,7 +89,7 @@ def test_diff_augment_keys_identity_and_gradients():
     np.testing.assert_array_equal(a, augment.diff_augment(x, policy, k1))
     assert not np.array_equal(a, augment.diff_augment(x, policy, k2)), policy
     assert not np.array_equal(a, x), policy
-  config = load_config("sngan", **{"augment.policy": POLICY})
+  config = load_config("dcgan", **{"augment.policy": POLICY})
   info = datasets.DatasetInfo("toy", "1", (32, 32, 3), 10, tuple("abcdefghij"))
   players, _, _ = players_lib.build(config, info, 1)
   z, labels = players_lib.sample_latent(config.model, 10, k1, 4)
@@ -97,7 +98,7 @@ def test_diff_augment_keys_identity_and_gradients():
     images = players.generate(g_params, players.model_state["g"], z, labels, train=True)[0]
     return jnp.sum(augment.diff_augment(images, POLICY, k2) ** 2)
 
-  grads = jax.tree.leaves(jax.grad(loss)(players.params["g"]))
+  grads = jax.tree.leaves(jax.jit(jax.grad(loss))(players.params["g"]))
   assert all(np.all(np.isfinite(g)) for g in grads)
   assert sum(float(jnp.sum(jnp.abs(g))) for g in grads) > 0
 
@@ -129,15 +130,17 @@ def test_every_switch_trains_resumes_samples_and_evaluates(dataset, shape, tmp_p
     c.dataset, c.data_dir = dataset, str(tmp_path / "tfds")
     c.train_examples, c.validation_split = 0, 0.0
     c.batch_size, c.eval_batch_size, c.d_steps, c.num_epochs = 16, 32, 2, epochs
+    c.cas_epochs = 1
     return c
 
   mesh = parallel.make_mesh()
   with tfds.testing.mock_data(num_examples=EXAMPLES):
-    straight, _ = gan_train.train_and_evaluate(config(2), str(tmp_path / "a"))
     gan_train.train_and_evaluate(config(1), str(tmp_path / "b"))
     resumed, _ = gan_train.train_and_evaluate(config(2), str(tmp_path / "b"))
-    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
-      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if dataset == "cifar10":  # bitwise, once: the shapes don't change what resume saves
+      straight, _ = gan_train.train_and_evaluate(config(2), str(tmp_path / "a"))
+      for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(resumed.step) == 2 * (EXAMPLES // 32)
     vectors = [v for p, v in jax.tree_util.tree_leaves_with_path(resumed.model_state["d"])
                if "u" in jax.tree_util.keystr(p)]
