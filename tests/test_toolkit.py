@@ -115,6 +115,21 @@ def test_toolkit_keys_refuse_bad_values_and_combinations():
     players_lib.build(load_config("sngan"), info, 1)  # 30 -> 15: one up-sampling stage
 
 
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "keras_acgan", "resnet"])
+def test_spectral_norm_wraps_every_kernel_of_every_arch(arch):
+  config = load_config("cgan_pd", **{"model.arch": arch, "model.spectral_norm": "g_and_d",
+                                     "model.conditioning": "concat"})
+  info = datasets.DatasetInfo("toy", "1", (28, 28, 1), 10, tuple("abcdefghij"))
+  players, _, _ = players_lib.build(config, info, 1)  # G runs once here, under eval_shape
+  for player in ("g", "d"):
+    kernels = [p for p in jax.tree.leaves(players.params[player]) if p.ndim >= 2]
+    vectors = jax.tree.leaves(nnx.state(players.model_state[player], spectral.SpectralVector))
+    # D: every kernel and the projection table; G: every kernel but the class gains' tables
+    gains = 0 if player == "d" or arch != "resnet" else len(
+        [p for p in kernels if p.ndim == 2 and p.shape[0] == 10])  # [classes, features]
+    assert len(vectors) == len(kernels) - gains > 0, (player, len(vectors), len(kernels))
+
+
 # Every switch at once: ResNet, conditional batch norm, spectral norm in G and D, hinge loss,
 # projection with an auxiliary head, DiffAugment's whole policy and LeCam.
 EVERYTHING = {"model.spectral_norm": "g_and_d", "augment.policy": POLICY,
