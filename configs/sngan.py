@@ -40,8 +40,8 @@ def get_config(preset: str = ""):
   c.num_epochs = 40
   if preset == "cpu":
     c.name = "sngan_cpu"
-    # Measured on a shared 2-core machine (load ~6): 2.5 s/step at widths 16, 3.9 s at 32; with
-    # the machine to itself about a third of that, so 3 epochs (561 steps) aim at under 8 minutes.
+    # Measured on a shared 2-core machine: 0.78-0.81 s/step at widths 16 (load ~2; 2.5 s at load
+    # ~6, where widths 32 took 3.9 s), so 3 epochs (561 steps) take ~7.5 minutes and compile.
     c.model.g_width = 16
     c.model.d_width = 16
     c.num_epochs = 3
