@@ -152,7 +152,7 @@ def test_every_switch_trains_resumes_samples_and_evaluates(dataset, shape, tmp_p
   with tfds.testing.mock_data(num_examples=EXAMPLES):
     gan_train.train_and_evaluate(config(1), str(tmp_path / "b"))
     resumed, _ = gan_train.train_and_evaluate(config(2), str(tmp_path / "b"))
-    if dataset == "cifar10":  # bitwise, once: the shapes don't change what resume saves
+    if dataset == "mnist":  # bitwise, once (the cheaper shape): shapes change nothing resume saves
       straight, _ = gan_train.train_and_evaluate(config(2), str(tmp_path / "a"))
       for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
