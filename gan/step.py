@@ -123,7 +123,7 @@ def make_train_step(config, players: Players, g_tx, d_tx):
   def train_step(state, batch, key):
     params, opt, model_state = state.params, state.opt_state, state.model_state
     d_keys = jax.random.split(jax.random.fold_in(key, 0), config.d_steps)
-    uses_labels = model_config.d_conditional or aux
+    uses_labels = model_config.d_conditional or aux or model_config.d_projection
     labels = batch["label"] if uses_labels else jnp.zeros_like(batch["label"])
     (d_params, d_opt, d_state, _, _, lecam_ema), d_shown = jax.lax.scan(
         d_update, (params["d"], opt["d"], model_state["d"], params["g"], model_state["g"],

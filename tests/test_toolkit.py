@@ -79,6 +79,19 @@ def test_projection_discriminator_adds_the_class_term():
   np.testing.assert_allclose(d(images, labels)["logit"], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_step_gives_a_projection_discriminator_the_real_labels():
+  config = load_config("cgan_pd", **{"model.arch": "mlp", "model.conditioning": "concat",
+                                     "d_steps": 1})
+  info = datasets.DatasetInfo("toy", "1", (8, 8, 1), 10, tuple("abcdefghij"))
+  players, g_tx, d_tx = players_lib.build(config, info, 10)
+  state = players_lib.init_state(players, g_tx, d_tx, False, jax.random.PRNGKey(0))
+  step = jax.jit(step_lib.make_train_step(config, players, g_tx, d_tx))
+  images = jax.random.randint(jax.random.PRNGKey(1), (1, 16, 8, 8, 1), 0, 256).astype(jnp.uint8)
+  after = [step(state, {"image": images, "label": jnp.full((1, 16), y, jnp.int32)},
+                jax.random.PRNGKey(2))[0].params["d"] for y in (1, 2)]
+  assert not all(np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, after)))
+
+
 def test_diff_augment_keys_identity_and_gradients():
   x = jax.random.uniform(jax.random.PRNGKey(0), (4, 32, 32, 3), minval=-1.0)
   k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
