@@ -93,6 +93,18 @@ class Conv(Layer):
             and self.padding == "VALID" and set(self.strides) == {1})
 
 
+class Embed(Layer):
+  """A learned vector per class: labels [B] -> [B, features]."""
+  keras_name = "Embedding"
+
+  def __init__(self, num_classes: int, features: int, *,
+               embedding_init=nnx.initializers.glorot_uniform(), rngs: nnx.Rngs):
+    self.embed = nnx.Embed(num_classes, features, embedding_init=embedding_init, rngs=rngs)
+
+  def __call__(self, x, *, train=False, key=None):
+    return self.embed(x)
+
+
 class MaxPool(Layer):
   def __init__(self, window: int = 2, ndim: int = 2):
     self.keras_name = f"MaxPooling{ndim}D"

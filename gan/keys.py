@@ -6,15 +6,17 @@ from common import config as cfg
 from common import keys as common_keys
 from common.config import Key
 from gan import inception_keys
+from gan import toolkit_keys
 
-ARCHS = ("mlp", "dcgan", "keras_acgan")  # gan.models.ARCHITECTURES builds each
+ARCHS = ("mlp", "dcgan", "keras_acgan", "resnet")  # gan.models.ARCHITECTURES builds each
 # How a conditional model sees the label: the generator concatenates a one-hot vector to z
-# ('concat') or multiplies z by a learned class embedding ('multiply', the Keras ACGAN).
-CONDITIONING = ("none", "concat", "multiply")
+# ('concat') or multiplies z by a learned class embedding ('multiply', the Keras ACGAN); 'cbn': only
+# through the ResNet generator's conditional batch norm (which every conditional ResNet G has).
+CONDITIONING = ("none", "concat", "multiply", "cbn")
 NORMS = ("batch", "layer", "none")
 INITS = ("default", "dcgan", "he")
-D_LOSSES = ("minimax", "wasserstein")
-G_LOSSES = ("minimax", "non_saturating", "wasserstein")
+D_LOSSES = ("minimax", "wasserstein", "hinge")
+G_LOSSES = ("minimax", "non_saturating", "wasserstein", "hinge")
 
 _RUN = dict(common_keys.RUN, **{
     k: dataclasses.replace(common_keys.RUN[k], default=v)
@@ -24,12 +26,13 @@ KEYS: cfg.Keys = {
     **_RUN,
     **common_keys.optimizer("g_optimizer", "adam", 2e-4, b1=0.5),
     **common_keys.optimizer("d_optimizer", "adam", 2e-4, b1=0.5),
-    "model.arch": Key("dcgan", cfg.choice(*ARCHS), "mlp, dcgan, or keras_acgan (the course's)"),
+    "model.arch": Key("dcgan", cfg.choice(*ARCHS), "mlp, dcgan, keras_acgan (the course's) or "
+                      "resnet (SNGAN's)"),
     "model.latent_dim": Key(100, cfg.integer(1), "size of z"),
     "model.latent_dist": Key("normal", cfg.choice("uniform", "normal"), "z ~ N(0, 1) or U[-1, 1]"),
     "model.conditioning": Key("none", cfg.choice(*CONDITIONING),
                               "generator sees the label: none, concat (one-hot), multiply "
-                              "(class embedding)"),
+                              "(class embedding), cbn (resnet's conditional batch norm only)"),
     "model.d_conditional": Key(False, cfg.FLAG, "discriminator sees the label (cGAN)"),
     "model.aux_classifier": Key(False, cfg.FLAG, "discriminator has a class head (ACGAN)"),
     "model.g_width": Key(64, cfg.integer(1), "generator width"),
@@ -62,6 +65,7 @@ KEYS: cfg.Keys = {
     "cas_epochs": Key(5, cfg.integer(1), "epochs of the classification accuracy score's "
                       "classifier (conditional models)"),
     **inception_keys.KEYS,
+    **toolkit_keys.KEYS,
 }
 RETIRED = ("model.num_classes",)  # now read from the dataset
 
@@ -85,6 +89,7 @@ def validate(config) -> None:
   if m.aux_classifier != (l.aux_weight_real + l.aux_weight_fake + l.aux_weight_g > 0):
     raise cfg.ConfigError("config.model.aux_classifier needs some config.loss.aux_weight_* > 0, "
                           "and aux weights need config.model.aux_classifier=True.")
+  toolkit_keys.validate(config)
   if (m.d_conditional or m.aux_classifier) and m.conditioning == "none":
     raise cfg.ConfigError("A conditional discriminator or auxiliary classifier needs a conditional "
                           "generator: set config.model.conditioning to 'concat' or 'multiply'.")

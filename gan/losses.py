@@ -40,6 +40,30 @@ def g_wasserstein(fake: jax.Array) -> jax.Array:
   return -jnp.mean(fake)
 
 
+def d_hinge(real: jax.Array, fake: jax.Array) -> jax.Array:
+  """The hinge loss (Lim and Ye 2017; Miyato et al. 2018):
+  E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
+  return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
+
+
+def g_hinge(fake: jax.Array) -> jax.Array:
+  """The hinge generator loss -E[D(G(z))] (the same as WGAN's)."""
+  return -jnp.mean(fake)
+
+
+def lecam(real: jax.Array, fake: jax.Array, ema_real: jax.Array, ema_fake: jax.Array) -> jax.Array:
+  """LeCam regularization (Tseng et al. 2021) as their code computes it:
+  E[relu(D(x) - ema_fake)^2] + E[relu(ema_real - D(G(z)))^2], the EMAs of D's past outputs."""
+  return (jnp.mean(jax.nn.relu(real - ema_fake) ** 2)
+          + jnp.mean(jax.nn.relu(ema_real - fake) ** 2))
+
+
+def projection(features: jax.Array, embedding: jax.Array) -> jax.Array:
+  """The projection discriminator's class term (Miyato and Koyama 2018): <embed(y), phi(x)>,
+  per example, for features and the labels' embeddings, both [B, F]."""
+  return jnp.sum(features * embedding, axis=-1)
+
+
 def gradient_penalty(critic_fn, real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
   """WGAN-GP: E[(||grad_x C(x_hat)||_2 - 1)^2] on x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1].
 
@@ -66,4 +90,4 @@ def clip_weights(params, c: float):
 
 
 G_LOSSES = {"minimax": g_minimax, "non_saturating": g_non_saturating,
-            "wasserstein": g_wasserstein}  # gan.keys.G_LOSSES names them
+            "wasserstein": g_wasserstein, "hinge": g_hinge}  # gan.keys.G_LOSSES names them

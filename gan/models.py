@@ -13,8 +13,11 @@ import ml_collections
 from flax import nnx
 
 from common.config import ConfigError
-from common.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Flatten,
-                           LayerNorm, Reshape, Sequential, UpSample)
+from common.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Embed,
+                           Flatten, LayerNorm, Reshape, Sequential, UpSample)
+from gan import losses
+from gan import resnet
+from gan import spectral
 
 # A conditional discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its
 # input; gan.keys.CONDITIONING says how the generator sees the label.
@@ -49,19 +52,24 @@ class Generator(nnx.Module):
       z = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], -1)
     elif self.conditioning == "multiply":
       z = z * self.embed(labels).astype(z.dtype)
+    if getattr(self.body, "takes_labels", False):  # the ResNet's conditional batch norm
+      return self.body(z, labels=labels, train=train, key=key)
     return self.body(z, train=train, key=key)
 
 
 class Discriminator(nnx.Module):
 
   def __init__(self, body: Sequential, features: int, num_classes: int, conditional: bool,
-               aux_classifier: bool, flat_input: bool, *, dtype=None, rngs: nnx.Rngs):
+               aux_classifier: bool, flat_input: bool, *, projection: bool = False, dtype=None,
+               rngs: nnx.Rngs):
     self.body = body
     self.num_classes = num_classes
     self.conditional = conditional
     self.flat_input = flat_input
     self.head = Dense(features, 1, dtype=dtype, rngs=rngs)
     self.aux = Dense(features, num_classes, dtype=dtype, rngs=rngs) if aux_classifier else None
+    # Miyato and Koyama's class embedding V: logit = psi(phi(x)) + <V y, phi(x)>.
+    self.projection = Embed(num_classes, features, rngs=rngs) if projection else None
 
   def __call__(self, images, labels, *, train: bool = False, key=None):
     x = images.reshape(images.shape[0], -1) if self.flat_input else images
@@ -71,8 +79,13 @@ class Discriminator(nnx.Module):
         onehot = jnp.broadcast_to(onehot[:, None, None, :], x.shape[:-1] + (self.num_classes,))
       x = jnp.concatenate([x, onehot], -1)
     features = self.body(x, train=train, key=key)
-    return {"logit": self.head(features)[:, 0].astype(jnp.float32),
-            "class_logits": None if self.aux is None else self.aux(features).astype(jnp.float32)}
+    logit = self.head(features, train=train)[:, 0].astype(jnp.float32)
+    if self.projection is not None:
+      embedding = self.projection(labels, train=train)
+      logit = logit + losses.projection(features, embedding).astype(jnp.float32)
+    return {"logit": logit,
+            "class_logits": (None if self.aux is None
+                             else self.aux(features, train=train).astype(jnp.float32))}
 
 
 def _mlp(m, shape, k, zin, dtype, rngs):
@@ -161,6 +174,11 @@ ARCHITECTURES = {
     "mlp": (_mlp, lambda s: len(s) == 3, "any image shape"),
     "dcgan": (_dcgan, lambda s: len(s) == 3 and s[0] == s[1] and dcgan_stages(s) > 0,
               "square images with an even side (e.g. 28x28, 32x32, 64x64)"),
+    "resnet": (lambda m, shape, k, zin, dtype, rngs: resnet.bodies(  # pylint: disable=g-long-lambda
+        m, shape, k, zin, dtype, rngs, dcgan_stages(shape), _init(m.init),
+        lambda c: _norm(m.d_norm, c, 4, dtype, rngs)),
+               lambda s: resnet.stages_fit(s, dcgan_stages(s)),
+               "square images of side s * 2^n, n >= 2, s <= 8 (e.g. 28x28, 32x32, 64x64)"),
     "keras_acgan": (_keras_acgan, lambda s: len(s) == 3 and s[0] == s[1] and s[0] % 4 == 0,
                     "square images whose side is a multiple of 4 (e.g. 28x28, 32x32)"),
 }
@@ -179,7 +197,11 @@ def build(m: ml_collections.ConfigDict, image_shape: tuple[int, ...], num_classe
   g_body, d_body, features = body(m, shape, num_classes, zin, dtype, rngs)
   g = Generator(g_body, m.latent_dim, num_classes, m.conditioning, rngs=rngs)
   d = Discriminator(d_body, features, num_classes, m.d_conditional, m.aux_classifier,
-                    flat_input=m.arch == "mlp", dtype=dtype, rngs=rngs)
+                    flat_input=m.arch == "mlp", projection=m.d_projection, dtype=dtype, rngs=rngs)
+  if m.spectral_norm != "none":  # after every other initializer: the others' draws don't move
+    spectral.apply(d, rngs)
+    if m.spectral_norm == "g_and_d":
+      spectral.apply(g, rngs)
   out = jax.eval_shape(lambda: g(jnp.zeros((1, m.latent_dim)), jnp.zeros((1,), jnp.int32)))
   if out.shape[1:] != shape:  # a layout bug, never the user's: say so before any compile
     raise ConfigError(f"config.model.arch={m.arch!r} builds {out.shape[1:]} images for "

@@ -71,11 +71,15 @@ def build(config, info: datasets.DatasetInfo, total_steps: int):
           optim.make(config.d_optimizer, total_steps))
 
 
-def init_state(players: Players, g_tx, d_tx, g_ema: bool, key) -> loop.TrainState:
-  """The training state; with g_ema, a non-trainable copy of G's weights saved with the rest."""
+def init_state(players: Players, g_tx, d_tx, g_ema: bool, key, lecam: bool = False
+               ) -> loop.TrainState:
+  """The training state; with g_ema, a non-trainable copy of G's weights saved with the rest;
+  with lecam, the EMAs of D's mean outputs on real and generated images (LeCam)."""
   model_state = dict(players.model_state)
   if g_ema:
     model_state["g_ema"] = jax.tree.map(jnp.copy, players.params["g"])
+  if lecam:
+    model_state["lecam"] = {"real": jnp.float32(0.0), "fake": jnp.float32(0.0)}
   return loop.TrainState(
       step=jnp.int32(0), key=key, params=players.params,
       opt_state={"g": g_tx.init(players.params["g"]), "d": d_tx.init(players.params["d"])},
@@ -115,8 +119,9 @@ def restore(workdir: str, mesh, step: int | None = None):
 
   def template(config, info):
     players, g_tx, d_tx = build(config, info, 1)
-    return parallel.replicate(mesh, init_state(players, g_tx, d_tx, config.g_ema_decay > 0,
-                                               jax.random.PRNGKey(0)))
+    state = init_state(players, g_tx, d_tx, config.g_ema_decay > 0, jax.random.PRNGKey(0),
+                       config.loss.lecam_weight > 0)
+    return parallel.replicate(mesh, state)
 
   run = runs.restore_run(workdir, keys.KEYS, template, retired=keys.RETIRED, step=step,
                          what="GAN run")

@@ -66,7 +66,8 @@ def make_task(config, info: datasets.DatasetInfo, players: players_lib.Players, 
     return {"num_params": players.num_params}
 
   return loop.Task(
-      init=lambda key: players_lib.init_state(players, g_tx, d_tx, config.g_ema_decay > 0, key),
+      init=lambda key: players_lib.init_state(players, g_tx, d_tx, config.g_ema_decay > 0, key,
+                                              config.loss.lecam_weight > 0),
       train_step=make_train_step(config, players, g_tx, d_tx), batches_per_step=config.d_steps,
       on_epoch_end=on_epoch_end, finish=finish)
 
