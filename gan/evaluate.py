@@ -10,7 +10,7 @@ and needs no classifier. Prints every metric beside its value for real images, a
 with their protocol to the run's results.json under "eval".
 """
 
-from absl import app, flags
+from absl import flags
 
 from common import entry
 from common import parallel
