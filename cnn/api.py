@@ -11,10 +11,10 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from common import datasets
+from common.data import datasets
 from common import parallel
-from common import runs
-from common import shards
+from common.run import runs
+from common.data import shards
 from cnn import train
 
 

@@ -8,7 +8,7 @@ import math
 
 from flax import nnx
 
-from common.layers import BatchNorm, Activation, Conv, Dense, Dropout, Flatten, MaxPool, Sequential
+from common.nn.layers import BatchNorm, Activation, Conv, Dense, Dropout, Flatten, MaxPool, Sequential
 from common.config import ConfigError
 
 
@@ -82,7 +82,7 @@ def lenet_cnn(input_shape: tuple[int, ...], num_classes: int, widths: tuple[int,
               rngs: nnx.Rngs) -> Sequential:
   """LeNet-style: per width a 5x5 valid conv + ReLU + 2x max pool; a dense head with dropout.
 
-  Cheap on CPU: the first conv + pool run as one fused kernel (see common.layers.Sequential).
+  Cheap on CPU: the first conv + pool run as one fused kernel (see common.nn.layers.Sequential).
   """
   ndim = len(input_shape) - 1
   kernel = (5,) * ndim

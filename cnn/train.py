@@ -8,16 +8,16 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from common import data as data_lib
-from common import datasets
-from common import layers
-from common import loop
-from common import optim
+from common.data import placement as data_lib
+from common.data import datasets
+from common.nn import layers
+from common.run import loop
+from common.nn import optim
 from common import parallel
-from common import plots
-from common import reporting
-from common import runs
-from common import shards
+from common.run import plots
+from common.run import reporting
+from common.run import runs
+from common.data import shards
 from cnn import keys
 from cnn import models
 

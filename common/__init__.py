@@ -7,6 +7,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from common import fast_rng  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common.nn import fast_rng  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 fast_rng.use_unrolled_threefry()

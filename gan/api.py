@@ -12,9 +12,9 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from common import datasets
+from common.data import datasets
 from common import parallel
-from common import runs
+from common.run import runs
 from cnn import api as cnn_api
 from gan import evaluation
 from gan import keys

@@ -12,10 +12,10 @@ with their protocol to the run's results.json under "eval".
 
 from absl import flags
 
-from common import entry
+from common.run import entry
 from common import parallel
-from common import reporting
-from common import runs
+from common.run import reporting
+from common.run import runs
 from gan import evaluation
 from gan import inception_keys
 from gan import players as players_lib

@@ -31,12 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import datasets
-from common import loop
+from common.data import datasets
+from common.run import loop
 from common import parallel
-from common import reporting
-from common import runs
-from common import shards
+from common.run import reporting
+from common.run import runs
+from common.data import shards
 from cnn import api as cnn_api
 from cnn import keys as cnn_keys
 from cnn import train as cnn_train

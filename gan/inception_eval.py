@@ -23,8 +23,8 @@ import numpy as np
 from etils import epath
 
 from common import config as cfg
-from common import datasets
-from common import reporting
+from common.data import datasets
+from common.run import reporting
 from gan import inception
 from gan import inception_keys
 from gan import inception_weights

@@ -3,7 +3,7 @@
 --keys lists every config key with its value, default and description.
 """
 
-from common import cli
+from common.run import cli
 from gan import keys
 from gan import train
 

@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from common.config import ConfigError
-from common.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Embed,
+from common.nn.layers import (Activation, BatchNorm, Conv, ConvTranspose, Dense, Dropout, Embed,
                            Flatten, LayerNorm, Reshape, Sequential, UpSample)
 from gan import losses
 from gan import resnet

@@ -8,12 +8,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common import datasets
-from common import layers
-from common import loop
-from common import optim
+from common.data import datasets
+from common.nn import layers
+from common.run import loop
+from common.nn import optim
 from common import parallel
-from common import runs
+from common.run import runs
 from gan import keys
 from gan import models
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from common.layers import Conv, Dense, Layer, UpSample, dropout
+from common.nn.layers import Conv, Dense, Layer, UpSample, dropout
 
 
 def avg_pool(x: jax.Array) -> jax.Array:

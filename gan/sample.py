@@ -15,10 +15,10 @@ import numpy as np
 from absl import flags
 from etils import epath
 
-from common import entry
+from common.run import entry
 from common import parallel
-from common import plots
-from common import runs
+from common.run import plots
+from common.run import runs
 from gan import keys
 from gan import players as players_lib
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from common.layers import Conv, ConvTranspose, Dense, Embed, Layer
+from common.nn.layers import Conv, ConvTranspose, Dense, Embed, Layer
 
 
 class SpectralVector(nnx.BatchStat):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from common import shards
+from common.data import shards
 from gan import augment
 from gan import losses
 from gan.players import Players, ema_update, sample_latent

@@ -9,14 +9,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from common import data as data_lib
-from common import datasets
-from common import loop
+from common.data import placement as data_lib
+from common.data import datasets
+from common.run import loop
 from common import parallel
-from common import plots
-from common import reporting
-from common import runs
-from common import shards
+from common.run import plots
+from common.run import reporting
+from common.run import runs
+from common.data import shards
 from gan import evaluation
 from gan import keys
 from gan import players as players_lib

@@ -53,10 +53,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from common import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common.data import placement as data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common.run import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
-from common import shards  # pylint: disable=g-import-not-at-top,wrong-import-position
+from common.data import shards  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file to benchmark.")

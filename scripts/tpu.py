@@ -9,7 +9,7 @@
 
 Every subcommand takes --dry-run (print the exact commands, run nothing) and --project. A multi-host
 slice runs the same command on every worker (--worker=all); `jax.distributed.initialize()` finds the
-other workers by itself (common/cli.py calls it when TPU_WORKER_HOSTNAMES lists several hosts).
+other workers by itself (common/run/cli.py calls it when TPU_WORKER_HOSTNAMES lists several hosts).
 Runs are started with nohup, so they survive the ssh session; a preempted spot slice sends SIGTERM,
 the run saves a checkpoint, and the same `run` command on a new slice resumes from the gs:// workdir.
 """

@@ -59,7 +59,7 @@ def tfds_dir(tmp_path_factory) -> str:
   if has_originals:
     os.environ["TFDS_MANUAL_DIR"] = MNIST_DIR
   # Prepared once here, so that subprocesses started side by side never prepare it concurrently.
-  from common import datasets  # pylint: disable=g-import-not-at-top
+  from common.data import datasets  # pylint: disable=g-import-not-at-top
   datasets.prepare(load_config("cnn_seed", "test"))
   return d
 
@@ -82,7 +82,7 @@ def load_config(name: str, preset: str = "test", **overrides):
 @contextlib.contextmanager
 def preempted_at(step: int):
   """Within the block, a run in this process stops as if preempted at chunk boundary `step`."""
-  from common import checkpoint  # pylint: disable=g-import-not-at-top
+  from common.run import checkpoint  # pylint: disable=g-import-not-at-top
   original = checkpoint.Preemption.reached
   checkpoint.Preemption.reached = lambda self, s: s == step
   try:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from common import entry
-from common import reporting
+from common.run import entry
+from common.run import reporting
 from conftest import run_module
 from gan import sample
 

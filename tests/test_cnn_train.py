@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import runs
+from common.run import runs
 from cnn import train
 from conftest import REPO, latest_params, load_config, preempted_at, run_module
 

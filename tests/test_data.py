@@ -8,11 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from common import data
-from common import datasets
+from common.data import placement as data
+from common.data import datasets
 from common import parallel
-from common import shards
-from common.datasets import HostSplit
+from common.data import shards
+from common.data.datasets import HostSplit
 from conftest import FASHION_MNIST_DIR, MNIST_DIR, load_config, skip_or_fail
 
 

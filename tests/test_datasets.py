@@ -11,9 +11,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from common import config as cfg
-from common import datasets
+from common.data import datasets
 from common import parallel
-from common import plots
+from common.run import plots
 from cnn import train as cnn_train
 from gan import evaluation
 from gan import players as players_lib

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from common import datasets
-from common import loop
+from common.data import datasets
+from common.run import loop
 from common import parallel
-from common import shards
+from common.data import shards
 from cnn import keys as cnn_keys
 from cnn import train
 from conftest import run_module

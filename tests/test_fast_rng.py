@@ -1,4 +1,4 @@
-"""common.fast_rng: threefry lowered unrolled on CPU gives JAX's bits without a while loop."""
+"""common.nn.fast_rng: threefry lowered unrolled on CPU gives JAX's bits without a while loop."""
 
 import jax
 import numpy as np
@@ -23,7 +23,7 @@ def test_unrolled_threefry_gives_the_rolled_loops_bits_without_a_loop():
     jax.clear_caches()
     rolled, rolled_hlo = _bits_and_hlo()
   finally:
-    assert common.fast_rng.use_unrolled_threefry()
+    assert common.nn.fast_rng.use_unrolled_threefry()
     jax.clear_caches()
   assert " while(" in rolled_hlo  # JAX's own CPU rule: the comparison is between the two
   np.testing.assert_array_equal(unrolled, rolled)

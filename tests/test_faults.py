@@ -16,9 +16,9 @@ import time
 import jax.numpy as jnp
 import pytest
 
-from common import checkpoint
-from common import reporting
-from common import workdir_lock
+from common.run import checkpoint
+from common.run import reporting
+from common.run import workdir_lock
 from conftest import REPO, latest_params, run_module, skip_or_fail
 
 CNN = ["-m", "cnn.main", "--config=configs/cnn_seed.py:test", "--config.steps_per_call=1"]
@@ -28,7 +28,7 @@ STEPS_PER_EPOCH = 16  # cnn_seed:test
 # then kills its own process with SIGKILL (a crash in the middle of the metrics write).
 KILL_MID_LINE = """
 import json, os, runpy, signal, sys
-from common import reporting
+from common.run import reporting
 original = reporting.Writer._append
 def append(self, record):
   if record["epoch"] == int(os.environ["KILL_AT_EPOCH"]):

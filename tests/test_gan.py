@@ -62,7 +62,7 @@ def test_wasserstein_and_aux_losses():
 
 
 def _step_once(name, tfds_dir, **overrides):
-  from common import datasets  # pylint: disable=g-import-not-at-top
+  from common.data import datasets  # pylint: disable=g-import-not-at-top
   config = load_config(name, **overrides)
   info, host = datasets.load_host(config)
   k, b = config.d_steps, config.batch_size
@@ -237,7 +237,7 @@ def test_evaluate_with_a_trained_classifier(acgan_run, mnist_classifier, tmp_pat
 def _reference_eval(gan_workdir, classifier_workdir, num: int) -> tuple[dict, dict]:
   """gan.evaluate's metrics for the run's samples and for real training images, each against the
   first `num` test images, from the classifier's outputs by the brute-force references."""
-  from common import datasets  # pylint: disable=g-import-not-at-top
+  from common.data import datasets  # pylint: disable=g-import-not-at-top
   from gan import evaluation  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh()
   run, players = players_lib.restore(str(gan_workdir), mesh)
@@ -303,7 +303,7 @@ def test_training_evaluates_each_epoch_keeps_the_best_and_evaluates_it(mnist_cla
 
 
 def test_classification_accuracy_score_separates_real_labels_from_shuffled(tfds_dir):
-  from common import datasets  # pylint: disable=g-import-not-at-top
+  from common.data import datasets  # pylint: disable=g-import-not-at-top
   from gan import evaluation  # pylint: disable=g-import-not-at-top
   info, host = datasets.load_host(load_config("cnn_seed"))
   images, labels = host["train"].images[:2000], host["train"].labels[:2000]

@@ -18,7 +18,7 @@ import pytest
 import scipy.linalg
 from ml_collections import ConfigDict
 
-from common import datasets
+from common.data import datasets
 from common import parallel
 from common.config import ConfigError
 from gan import inception

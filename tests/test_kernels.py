@@ -1,4 +1,4 @@
-"""common.kernels equals the lax / flax references, forward and gradients."""
+"""common.nn.kernels equals the lax / flax references, forward and gradients."""
 
 from functools import partial
 
@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from jax import lax
 
-from common import kernels
+from common.nn import kernels
 
 RTOL = 1e-5
 

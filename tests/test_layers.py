@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common import layers
+from common.nn import layers
 from cnn import models
 
 

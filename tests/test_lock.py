@@ -3,7 +3,7 @@ the new holder's lock, whether it refreshes or releases before, during or after 
 
 import json
 
-from common import workdir_lock
+from common.run import workdir_lock
 
 
 def _look_stale(lock_path):

@@ -12,10 +12,10 @@ import pytest
 
 from common import config as cfg
 from common import keys
-from common import loop
+from common.run import loop
 from common import parallel
-from common import shards
-from common.datasets import HostSplit
+from common.data import shards
+from common.data.datasets import HostSplit
 from conftest import latest_params
 
 

@@ -214,7 +214,7 @@ def _np_step(loss, d_steps, real, w, b, lr):
 def test_each_variants_whole_step_with_linear_players_equals_numpy(name):
   """D's loss with its penalty weight, clipping and d_steps, G's loss, and both updates."""
   import optax  # pylint: disable=g-import-not-at-top
-  from common import loop  # pylint: disable=g-import-not-at-top
+  from common.run import loop  # pylint: disable=g-import-not-at-top
   config, lr = load_config(name), 0.05
   rng = np.random.RandomState(3)
   real = rng.normal(0.3, 1.0, (config.d_steps, 4, 6))

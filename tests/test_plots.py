@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common import plots
+from common.run import plots
 
 HISTORY = [{"epoch": e, "d_loss": 1.4 - 0.1 * e, "g_loss": 0.7 + 0.2 * e} for e in (1, 2, 3)]
 

@@ -7,7 +7,8 @@ from conftest import run_module
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
-    from common import datasets, parallel
+    from common import parallel
+    from common.data import datasets
     from cnn import train
     from configs import cnn_seed
 

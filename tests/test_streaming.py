@@ -9,16 +9,16 @@ import numpy as np
 import optax
 import pytest
 
-from common import checkpoint
+from common.run import checkpoint
 from common import config as cfg
-from common import data as data_lib
-from common import disk
+from common.data import placement as data_lib
+from common.data import disk
 from common import keys
-from common import loop
+from common.run import loop
 from common import parallel
-from common import shards
-from common import streaming
-from common.datasets import DiskSource, HostSplit
+from common.data import shards
+from common.data import streaming
+from common.data.datasets import DiskSource, HostSplit
 from conftest import latest_params, run_module
 
 EPOCHS, STEPS_PER_EPOCH, BATCH = 3, 6, 8

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, load_config, run_module
 
 from common import sweeps
-from common import workdir_lock
+from common.run import workdir_lock
 from scripts.sweeping import members as sweep_members
 from scripts.sweeping import runner as sweep_runner
 from scripts.sweeping import summary as sweep_summary

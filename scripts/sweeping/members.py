@@ -11,7 +11,7 @@ import sys
 from etils import epath
 from ml_collections.config_flags import config_path as ml_config_path
 
-from common import reporting
+from common.run import reporting
 from common import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,7 +74,7 @@ def key_table(is_gan: bool):
 def recorded_differences(job: Job, is_gan: bool) -> list[str] | None:
   """None when the member's workdir holds no run; else the keys whose recorded value differs
   from the config asked for now ([] when it is the same run)."""
-  from common import runs  # pylint: disable=g-import-not-at-top
+  from common.run import runs  # pylint: disable=g-import-not-at-top
   try:
     keys, retired = key_table(is_gan)
     return runs.recorded_differences(job.workdir, job.config, keys, retired)

@@ -16,14 +16,14 @@ import time
 
 from etils import epath
 
-from common.workdir_lock import pid_alive
+from common.run.workdir_lock import pid_alive
 from scripts.sweeping.members import REPO, Job, describe_changes, finished
 
 
 PREPARE = """
 import json, sys
 import ml_collections
-from common import datasets
+from common.data import datasets
 datasets.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
 """
 
@@ -31,7 +31,7 @@ datasets.prepare(ml_collections.ConfigDict(json.loads(sys.argv[1])))
 def prepare_datasets(configs) -> bool:
   """Prepares each TFDS dataset the members read, once, before members run side by side (two
   members preparing the same dataset at once collide). Returns False if preparation failed."""
-  from common import datasets  # pylint: disable=g-import-not-at-top
+  from common.data import datasets  # pylint: disable=g-import-not-at-top
   wanted = {}
   for c in configs:
     if c.dataset in datasets.GENERATED:
@@ -41,7 +41,7 @@ def prepare_datasets(configs) -> bool:
       if any(data_dir.glob(f"{c.dataset}/*/dataset_info.json")):
         continue
     except Exception:  # pylint: disable=broad-except
-      pass  # unreadable: let common.datasets.prepare say why
+      pass  # unreadable: let common.data.datasets.prepare say why
     wanted[(c.dataset, c.data_dir, c.manual_dir)] = c
   for (dataset, _, _), c in wanted.items():
     print(f"Preparing dataset {dataset} before starting members in parallel...", flush=True)
@@ -152,7 +152,7 @@ def release(job: Job) -> None:
 def archive_changed(jobs: list[Job]) -> None:
   """Moves each changed member's old run aside (never deleting) so that it runs afresh; a member
   running elsewhere right now is left alone."""
-  from common import runs  # pylint: disable=g-import-not-at-top
+  from common.run import runs  # pylint: disable=g-import-not-at-top
   for job in jobs:
     owner = live_owner(job)
     if owner:

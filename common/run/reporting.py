@@ -170,7 +170,7 @@ class Writer:
       self._tb.flush()
       if self._wandb is not None:
         import wandb  # pylint: disable=g-import-not-at-top
-        from common import plots  # pylint: disable=g-import-not-at-top
+        from common.run import plots  # pylint: disable=g-import-not-at-top
         rows = max(1, int(np.sqrt(len(images_nhwc))))
         self._wandb.log({tag: wandb.Image(plots.grid(images_nhwc, rows))}, step=step)
 

@@ -12,10 +12,10 @@ import jax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from common import checkpoint
+from common.run import checkpoint
 from common import config as cfg
-from common import datasets
-from common import reporting
+from common.data import datasets
+from common.run import reporting
 
 CONFIG_FILE = "config.json"
 DATASET_FILE = "dataset.json"

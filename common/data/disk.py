@@ -17,8 +17,8 @@ from absl import logging
 import numpy as np
 from jax.sharding import Mesh
 
-from common import streaming
-from common.datasets import DataError, DiskSource
+from common.data import streaming
+from common.data.datasets import DataError, DiskSource
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from common import parallel
-from common.datasets import DataError, HostSplit
+from common.data.datasets import DataError, HostSplit
 
 
 class Shards:

@@ -12,10 +12,10 @@ from etils import epath
 from ml_collections import config_flags
 
 from common import config as cfg
-from common import runs
-from common import workdir_lock
-from common import entry
-from common.entry import USER_ERRORS, enable_compilation_cache
+from common.run import runs
+from common.run import workdir_lock
+from common.run import entry
+from common.run.entry import USER_ERRORS, enable_compilation_cache
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cnn_seed.py[:preset].")
@@ -40,7 +40,7 @@ def _parser(keys: cfg.Keys) -> Callable[[list[str]], list[str]]:
         lines = [line for line in text.splitlines() if line.strip()]
         text = f"{argv_config(argv)}: {lines[-1]}"
       sys.exit(f"Error: {' '.join(text.split())}")
-    except (AttributeError, KeyError) as e:  # an override of a key the config file lacks
+    except (AttributeError, KeyError):  # an override of a key the config file lacks
       bad = next((a for a in argv[1:] if a.startswith("--config.")), "--config.")
       hint = entry.nearest(bad[2:].partition("=")[0], names)
       sys.exit(f"Error: {bad}: unknown config key" + (f"; did you mean --{hint}?" if hint

@@ -1,18 +1,18 @@
 """A run's splits, placed: 'train' on the devices, streamed from host memory, or read from disk;
-'val' and 'test' on the devices, padded. Sources and metadata: common.datasets; layouts:
-common.shards (device), common.streaming (host memory) and common.disk (disk)."""
+'val' and 'test' on the devices, padded. Sources and metadata: common.data.datasets; layouts:
+common.data.shards (device), common.data.streaming (host memory) and common.data.disk (disk)."""
 
 import os
 
 from absl import logging
 from jax.sharding import Mesh
 
-from common import datasets
-from common import disk
+from common.data import datasets
+from common.data import disk
 from common import parallel
-from common import shards
-from common import streaming
-from common.datasets import DataError, DatasetInfo, HostSplit
+from common.data import shards
+from common.data import streaming
+from common.data.datasets import DataError, DatasetInfo, HostSplit
 
 # data_placement='auto' streams a training split that would fill more of a device than this,
 DEVICE_FRACTION = 0.4

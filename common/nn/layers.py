@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from common import kernels
+from common.nn import kernels
 
 ACTIVATIONS = {"relu": jax.nn.relu, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
                "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "linear": None, None: None}

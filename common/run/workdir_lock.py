@@ -32,7 +32,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from common import reporting
+from common.run import reporting
 
 LOCK_NAME = ".lock"
 HEARTBEAT_S = 30.0

@@ -16,7 +16,7 @@ from etils import epath
 from absl import logging
 from jax.experimental import multihost_utils
 
-from common import reporting
+from common.run import reporting
 
 
 LATEST, BEST = "checkpoints", "best_checkpoint"  # folders of the workdir

@@ -1,6 +1,6 @@
 """What every command-line entry point shares: user errors as one line, the compilation cache.
 
-Training entry points add their flags in common.cli; tools (gan.sample, gan.evaluate) define
+Training entry points add their flags in common.run.cli; tools (gan.sample, gan.evaluate) define
 their own flags and call `run_tool`.
 """
 
@@ -12,13 +12,13 @@ from typing import Callable
 import jax
 from absl import app, flags, logging
 
-from common import checkpoint
+from common.run import checkpoint
 from common import config as cfg
-from common import datasets
-from common import loop
-from common import reporting
-from common import runs
-from common import workdir_lock
+from common.data import datasets
+from common.run import loop
+from common.run import reporting
+from common.run import runs
+from common.run import workdir_lock
 
 # Errors the user can fix; each is reported as one line, without a traceback.
 USER_ERRORS = (cfg.ConfigError, datasets.DataError, runs.RunError, loop.NonFiniteError,

@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from common import checkpoint
+from common.run import checkpoint
 from common import parallel
-from common import reporting
-from common import shards
+from common.run import reporting
+from common.data import shards
 
 Metrics = dict[str, jax.Array]
 Batch = dict[str, jax.Array]
@@ -214,6 +214,8 @@ def train_in_memory(task: Task, train: shards.DeviceSplit, mesh, *, batch_size: 
   `run`, one compiled chunk per epoch."""
   state = parallel.replicate(mesh, task.init(jax.random.PRNGKey(seed)))
   steps = shards.steps_per_epoch(train, batch_size, task.batches_per_step)
+  if steps == 0:  # fewer examples than one batch: nothing to train on
+    return state
   plan = Plan(steps, num_epochs, batch_size // mesh.size, steps)
   compiled, zero_sums, _ = _compile(task, plan, state, train, mesh, say=False)
   for rows in _chunks(plan, task, train, mesh, state, 0):

@@ -15,8 +15,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from common import parallel
-from common import shards
-from common.datasets import DataError, HostSplit
+from common.data import shards
+from common.data.datasets import DataError, HostSplit
 
 
 class HostChunks:

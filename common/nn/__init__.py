@@ -1,0 +1,1 @@
+"""Building blocks of models: layers, fast CPU kernels, the RNG lowering, optimizers."""
