@@ -12,7 +12,11 @@ def frechet_distance(a, b) -> float:
   s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
   with warnings.catch_warnings():  # a ReLU feature that never fires: singular, still accurate
     warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-    root = scipy.linalg.sqrtm(s_a @ s_b).real
+    root = scipy.linalg.sqrtm(s_a @ s_b)
+    if not np.isfinite(root).all():  # newer scipy: NaN for a singular product; pytorch-fid's fix
+      offset = 1e-6 * np.eye(len(s_a))
+      root = scipy.linalg.sqrtm((s_a + offset) @ (s_b + offset))
+    root = root.real
   return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a + s_b) - 2 * np.trace(root))
 
 
