@@ -39,11 +39,9 @@ def get_config(preset: str = ""):
   c.batch_size = 64
   c.num_epochs = 40
   if preset == "cpu":
-    c.name = "sngan_cpu"
     # Measured on a shared 2-core machine: 0.78-0.81 s/step at widths 16 (load ~2; 2.5 s at load
     # ~6, where widths 32 took 3.9 s), so 3 epochs (561 steps) take ~7.5 minutes and compile.
-    c.model.g_width = 16
-    c.model.d_width = 16
+    gan_base.cpu(c, width=16)
     c.num_epochs = 3
   if preset == "cifar10":
     c.name = "sngan_cifar10"
