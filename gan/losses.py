@@ -46,9 +46,7 @@ def d_hinge(real: jax.Array, fake: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
 
 
-def g_hinge(fake: jax.Array) -> jax.Array:
-  """The hinge generator loss -E[D(G(z))] (the same as WGAN's)."""
-  return -jnp.mean(fake)
+g_hinge = g_wasserstein  # the hinge generator loss -E[D(G(z))] is WGAN's
 
 
 def lecam(real: jax.Array, fake: jax.Array, ema_real: jax.Array, ema_fake: jax.Array) -> jax.Array:
