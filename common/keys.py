@@ -26,6 +26,9 @@ RUN = {
                           resumable=True),
     "read_threads": Key(16, integer(1), "data_placement=disk: grain threads reading examples",
                         resumable=True),
+    "read_workers": Key(0, integer(0), "data_placement=disk: grain worker processes, each "
+                        "with read_threads threads (0: threads in the training process)",
+                        resumable=True),
     "read_prefetch_steps": Key(32, integer(1), "data_placement=disk: steps of examples read "
                                "ahead (host memory: this many batches)", resumable=True),
     "batch_size": Key(128, integer(1), "global batch, split over every device"),

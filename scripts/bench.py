@@ -6,7 +6,7 @@
     python scripts/bench.py --config=configs/cnn_seed.py --peers=torch --peer_variants=compiled
     python scripts/bench.py --config=configs/cnn_seed.py --placements=device,host
     python scripts/bench.py --config=configs/cnn_seed.py --config.data_dir=DIR \
-        --placements=device,disk --reader_threads=1,2,16
+        --placements=device,disk --reader_threads=1,2,16 --reader_workers=1,2
 
 Times the same jitted chunk of steps that training runs (data on device, per-step batches gathered
 by the epoch's permutation), after compiling it; compile time is reported separately. Peers are
@@ -18,7 +18,8 @@ highest median, and "ours / fastest" is the median over the repeats of our i-th 
 throughput over that peer's i-th run's (the peers' compile time is reported apart, as ours is).
 With --placements, runs whole epochs through the training loop instead, with the training split
 held on device, streamed from host memory, or read from disk (a data_dir where the dataset is
-prepared as array_record); --reader_threads also times the disk reader alone. Prints a Markdown
+prepared as array_record); --reader_threads (threads in this process) and --reader_workers
+(grain worker processes, each with the first --reader_threads count) also time the reader alone. Prints a Markdown
 table, or JSON with --json.
 
 On CPU every row names the CPU (/proc/cpuinfo's model name) and whether it has avx2, avx512f,
@@ -79,6 +80,8 @@ flags.DEFINE_bool("roofline", True, "Also measure the device's matmul rate and m
                   "(about a second on CPU) and report the epoch against them.")
 flags.DEFINE_list("reader_threads", [], "With --placements including disk: also time the disk "
                   "reader alone (grain, no training) with each of these thread counts.")
+flags.DEFINE_list("reader_workers", [], "And with each of these grain worker process counts "
+                  "(each running the first --reader_threads count of threads, default 16).")
 flags.DEFINE_list("placements", [], "Instead: whole epochs through the training loop with the "
                   "training split in each placement (device, host); ratios to the first.")
 
@@ -241,13 +244,14 @@ def measure_placement(config, placement: str) -> dict:
               results["compile_time_s"], task.batches_per_step)
 
 
-def measure_reader(config, threads: int) -> dict:
-  """The disk reader alone: examples/s that grain's `threads` threads deliver to the host.
+def measure_reader(config, threads: int, workers: int = 0) -> dict:
+  """The disk reader alone: examples/s that grain's `threads` threads (in `workers` processes, if
+  any) deliver to the host.
 
   Epochs of host chunks (16 steps each) with no training; the median of epochs 2..1+repeats.
   """
   config = config.copy_and_resolve_references()
-  config.data_placement, config.read_threads = "disk", threads
+  config.data_placement, config.read_threads, config.read_workers = "disk", threads, workers
   mesh = parallel.make_mesh()
   _, splits = data.load(config, mesh, train_batch=config.batch_size,
                         eval_batch=config.eval_batch_size)
@@ -261,7 +265,8 @@ def measure_reader(config, threads: int) -> dict:
       pass
     seconds.append(time.perf_counter() - start)
   per_sec = steps * config.batch_size / float(np.median(seconds[1:]))
-  return _row(f"disk reader alone, {threads} grain threads (no training)", config, steps,
+  where = f" in each of {workers} worker processes" if workers else ""
+  return _row(f"disk reader alone, {threads} grain threads{where} (no training)", config, steps,
               per_sec, 0.0, 1)
 
 
@@ -337,31 +342,39 @@ def run_peers(model: str, config) -> list:
   return [summarize_peer(runs[k]) for k in keys]
 
 
-def main(argv):
-  del argv
-  config = FLAGS.config
-  if FLAGS.placements:
-    rows = [measure_placement(config, p) for p in FLAGS.placements]
-    rows += [measure_reader(config, int(t)) for t in FLAGS.reader_threads]
-    rows[0]["ratio"] = 1.0
-    for r in rows[1:]:
-      r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]
-  else:
-    # Peers first, while this process is idle.
-    model = config.name.split("_cpu")[0].split("_test")[0]
-    if FLAGS.peers and model not in PEER_MODELS:
-      raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
-                       f"{', '.join(PEER_MODELS)}.")
-    peers = run_peers(PEER_MODELS[model], config) if FLAGS.peers else []
-    rows = [measure(config)] + peers
-    ok = [r for r in peers if "examples_per_sec" in r and "error" not in r]
-    for r in ok:
-      r["ours_over_this"] = ratio_to(rows[0], r)
-    if ok:
-      best = max(ok, key=lambda r: r["examples_per_sec"])
-      rows[0]["fastest_peer"] = peer_label(best)
-      rows[0]["ratio_to_fastest_peer"] = best["ours_over_this"]
-      rows[0]["ratio_repeats"] = min(len(rows[0]["examples_per_sec_runs"]), best["runs"])
+def placement_rows(config) -> list:
+  """--placements: one row per placement and reader thread count, as a ratio to the first."""
+  rows = [measure_placement(config, p) for p in FLAGS.placements]
+  rows += [measure_reader(config, int(t)) for t in FLAGS.reader_threads]
+  threads = int(FLAGS.reader_threads[0]) if FLAGS.reader_threads else 16
+  rows += [measure_reader(config, threads, int(w)) for w in FLAGS.reader_workers]
+  rows[0]["ratio"] = 1.0
+  for r in rows[1:]:
+    r["ratio"] = r["examples_per_sec"] / rows[0]["examples_per_sec"]
+  return rows
+
+
+def speed_rows(config) -> list:
+  """Ours, then each --peers variant with its ratio; the fastest peer named in our row."""
+  model = config.name.split("_cpu")[0].split("_test")[0]
+  if FLAGS.peers and model not in PEER_MODELS:
+    raise SystemExit(f"Error: no peer script for {config.name}; peers exist for "
+                     f"{', '.join(PEER_MODELS)}.")
+  peers = run_peers(PEER_MODELS[model], config) if FLAGS.peers else []  # first, while we idle
+  rows = [measure(config)] + peers
+  ok = [r for r in peers if "examples_per_sec" in r and "error" not in r]
+  for r in ok:
+    r["ours_over_this"] = ratio_to(rows[0], r)
+  if ok:
+    best = max(ok, key=lambda r: r["examples_per_sec"])
+    rows[0]["fastest_peer"] = peer_label(best)
+    rows[0]["ratio_to_fastest_peer"] = best["ours_over_this"]
+    rows[0]["ratio_repeats"] = min(len(rows[0]["examples_per_sec_runs"]), best["runs"])
+  return rows
+
+
+def machine_meta(rows: list) -> dict:
+  """The machine, date and versions; with --roofline, the device's measured limits too."""
   meta = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d"),
           "jax": jax.__version__, "backend": jax.default_backend(), **cpu_info()}
@@ -374,16 +387,17 @@ def main(argv):
     r = rows[0]
     r["flops_fraction"] = r["flops_per_epoch"] / limits["matmul_flops_per_s"] / r["epoch_s"]
     r["bytes_fraction"] = r["bytes_per_epoch"] / limits["bytes_per_s"] / r["epoch_s"]
-  summary = None
+  return meta
+
+
+def peer_summary(rows: list) -> str | None:
   if "ratio_to_fastest_peer" in rows[0]:
-    summary = (f"fastest peer: {rows[0]['fastest_peer']} ; ours / fastest = "
-               f"{rows[0]['ratio_to_fastest_peer']:.2f}x (median of {rows[0]['ratio_repeats']})")
-  elif FLAGS.peers:
-    summary = "fastest peer: none (every peer run failed)"
-  if FLAGS.json:
-    print(json.dumps({"meta": meta, "rows": rows, **({"summary": summary} if summary else {})},
-                     indent=1))
-    return
+    return (f"fastest peer: {rows[0]['fastest_peer']} ; ours / fastest = "
+            f"{rows[0]['ratio_to_fastest_peer']:.2f}x (median of {rows[0]['ratio_repeats']})")
+  return "fastest peer: none (every peer run failed)" if FLAGS.peers else None
+
+
+def print_table(meta: dict, rows: list, summary: str | None) -> None:
   print(f"{meta['date']}, {meta['machine']}, device {rows[0]['device']} x{rows[0]['devices']}")
   has = [f for f, v in meta["cpu_flags"].items() if v]
   lacks = [f for f, v in meta["cpu_flags"].items() if not v]
@@ -407,7 +421,9 @@ def main(argv):
       print(f"|  note: {r['note']} | | | | | | | |")
   if summary:
     print(f"\n{summary}")
-  r = rows[0]
+
+
+def print_roofline(meta: dict, r: dict) -> None:
   if "epoch_s" in r:
     print(f"\nOne epoch ({r['epoch_s']:.3f} s): {r['flops_per_epoch'] / 1e12:.3f} TFLOP, "
           f"{r['bytes_per_epoch'] / 1e9:.2f} GB accessed (XLA's cost analysis of one step).")
@@ -417,6 +433,20 @@ def main(argv):
           f"{100 * r['flops_fraction']:.1f}% of that matmul rate. XLA's bytes-accessed count "
           f"would take {100 * r['bytes_fraction']:.0f}% of the epoch at the copy rate: an upper "
           f"bound on memory traffic (it counts operands that caches serve).")
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  rows = placement_rows(config) if FLAGS.placements else speed_rows(config)
+  meta = machine_meta(rows)
+  summary = peer_summary(rows)
+  if FLAGS.json:
+    print(json.dumps({"meta": meta, "rows": rows, **({"summary": summary} if summary else {})},
+                     indent=1))
+    return
+  print_table(meta, rows, summary)
+  print_roofline(meta, rows[0])
 
 
 if __name__ == "__main__":

@@ -102,9 +102,11 @@ def test_bench_times_disk_placement_and_reader(generated):
   r = run_module(["scripts/bench.py", "--config=configs/cnn_seed.py:test",
                   f"--config.dataset={generated_data.NAME}", f"--config.data_dir={generated}",
                   "--config.validation_split=0", "--config.train_examples=0",
-                  "--placements=device,disk", "--reader_threads=2", "--repeats=1", "--json"])
+                  "--placements=device,disk", "--reader_threads=2", "--reader_workers=1", "--repeats=1",
+                  "--json"])
   assert r.returncode == 0, r.stderr[-3000:]
   rows = json.loads(r.stdout[r.stdout.index("{"):])["rows"]
   assert [row["framework"].split(", ")[-1] for row in rows] == [
-      "data on device", "data on disk", "2 grain threads (no training)"]
+      "data on device", "data on disk", "2 grain threads (no training)",
+      "2 grain threads in each of 1 worker processes (no training)"]
   assert all(row["examples_per_sec"] > 0 and row["steps"] == 1024 // 128 for row in rows)

@@ -151,6 +151,27 @@ def test_disk_split_reads_each_example_once_per_epoch_in_bounded_steps():
   np.testing.assert_array_equal(images, split.first[:, None] + order)
 
 
+def test_disk_reader_worker_processes_give_the_threads_chunks():
+  """read_workers=2 (grain worker processes) yields the chunks the in-process threads yield."""
+  mesh = parallel.make_mesh()
+  n, per_step, spe = 64, 8, 4
+  source = MemorySource(np.arange(n, dtype=np.uint8)[:, None], np.arange(n, dtype=np.int32) % 7)
+  chunks = [(e, a, a + 2) for e in range(2) for a in range(0, spe, 2)]  # 2 epochs, 2 chunks each
+
+  def read(workers):
+    split = disk.to_disk_shards(mesh, DiskSource(source, 0, n, n), (1,), "uint8", read_threads=2,
+                                prefetch_steps=2, read_workers=workers)
+    return list(split.host_chunks(jax.random.PRNGKey(3), iter(chunks), 2,
+                                  per_step // split.num_shards))
+
+  threads, workers = read(0), read(2)
+  assert len(threads) == len(chunks) == len(workers)
+  for a, b in zip(threads, workers):
+    for name in ("image", "label"):
+      np.testing.assert_array_equal(a[name], b[name])
+  assert not np.array_equal(threads[0]["image"], threads[2]["image"])  # epochs differ
+
+
 @pytest.mark.parametrize("devices", [4])
 def test_cnn_run_streamed_over_devices_equals_on_device(tfds_dir, tmp_path, devices):
   args = ["-m", "cnn.main", "--config=configs/cnn_seed.py:test", "--config.steps_per_call=3"]

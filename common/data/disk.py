@@ -1,19 +1,21 @@
 """A training split read from disk by index (config.data_placement='disk'), never held in memory.
 
 grain reads each step's examples from TFDS's random-access array_record files (local or gs://)
-in background threads, a bounded number of steps ahead, in the order the on-device path takes
+in background threads (and, with read_workers, in that many worker processes, so that decoding
+leaves the training process), a bounded number of steps ahead, in the order the on-device path takes
 them: the same permutation of the same shards. So a run gets the same batches whichever placement
 it uses, each process reads only its own rows, and a resumed run starts reading at its step with
 nothing saved but the step.
 """
 
 import dataclasses
+import functools
 import itertools
 from typing import Iterator
 
 import grain
 import jax
-from absl import logging
+from absl import flags, logging
 import numpy as np
 from jax.sharding import Mesh
 
@@ -38,6 +40,7 @@ class DiskSplit(streaming.HostChunks):
   image_dtype: np.dtype
   read_threads: int = 16    # grain threads, each reading one step's examples
   prefetch_steps: int = 32  # steps read ahead of the one being placed on device
+  read_workers: int = 0     # grain worker processes (0: the threads run in this process)
 
   def host_chunks(self, shuffle_key: jax.Array, chunks: Iterator[tuple[int, int, int]],
                   chunk_steps: int, per_step: int) -> Iterator[dict[str, np.ndarray]]:
@@ -48,14 +51,28 @@ class DiskSplit(streaming.HostChunks):
     for epoch, group in itertools.groupby(chunks, key=lambda c: c[0]):
       group = list(group)
       order = streaming.host_order(self, shuffle_key, epoch)
-      steps = grain.MapDataset.range(group[0][1], group[-1][2]).map(
-          lambda step, order=order: self.read_step(order, step, per_step))
-      reader = iter(steps.to_iter_dataset(grain.ReadOptions(
-          num_threads=self.read_threads, prefetch_buffer_size=self.prefetch_steps)))
-      for _, start, stop in group:
-        parts = [next(reader) for _ in range(stop - start)]
-        yield {name: streaming.pad_rows(np.concatenate([p[name] for p in parts], axis=1),
-                                        chunk_steps * per_step) for name in ("image", "label")}
+      reader = self._reader(order, group[0][1], group[-1][2], per_step)
+      try:
+        for _, start, stop in group:
+          parts = [next(reader) for _ in range(stop - start)]
+          yield {name: streaming.pad_rows(np.concatenate([p[name] for p in parts], axis=1),
+                                          chunk_steps * per_step) for name in ("image", "label")}
+      finally:
+        reader.close()
+
+  def _reader(self, order: np.ndarray, first: int, stop: int, per_step: int):
+    """Steps first..stop-1 in order, read by threads (in read_workers processes, if any)."""
+    steps = grain.MapDataset.range(first, stop).map(
+        functools.partial(self.read_step, order, per_step=per_step))  # picklable, for workers
+    reader = steps.to_iter_dataset(grain.ReadOptions(
+        num_threads=self.read_threads, prefetch_buffer_size=self.prefetch_steps))
+    if self.read_workers:  # worker w reads steps w, w + W, ...; grain returns them in order
+      if not flags.FLAGS.is_parsed():  # grain reads its absl flags; a caller without absl.app
+        flags.FLAGS.mark_as_parsed()   # (tests, notebooks) gets their defaults
+      reader = reader.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self.read_workers,
+          per_worker_buffer_size=max(1, self.prefetch_steps // self.read_workers)))
+    return iter(reader)
 
   def read_step(self, order: np.ndarray, step: int, per_step: int) -> dict[str, np.ndarray]:
     """One step's examples of every local shard: image [S_local, per_step, ...], label [...]."""
@@ -70,7 +87,8 @@ class DiskSplit(streaming.HostChunks):
 
 
 def to_disk_shards(mesh: Mesh, split: DiskSource, example_shape: tuple[int, ...], dtype: str,
-                   read_threads: int = 16, prefetch_steps: int = 32) -> DiskSplit:
+                   read_threads: int = 16, prefetch_steps: int = 32,
+                   read_workers: int = 0) -> DiskSplit:
   """This process's rows of a split on disk, in the shard layout to_device would give them."""
   n_local_devices = len(mesh.local_devices)
   per_shard = (split.hi - split.lo) // n_local_devices
@@ -82,4 +100,4 @@ def to_disk_shards(mesh: Mesh, split: DiskSource, example_shape: tuple[int, ...]
                jax.process_index(), split.lo, split.lo + per_shard * n_local_devices)
   return DiskSplit(split.source, first, per_shard, streaming.local_shard_ids(mesh), mesh.size,
                    per_shard * n_local_devices * jax.process_count(), tuple(example_shape),
-                   np.dtype(dtype), read_threads, prefetch_steps)
+                   np.dtype(dtype), read_threads, prefetch_steps, read_workers)

@@ -28,7 +28,7 @@ def load(config, mesh: Mesh, *, train_batch: int,
   if reads_from_disk(config):
     info, source, evals = datasets.load_disk(config)
     train = disk.to_disk_shards(mesh, source, info.shape, info.dtype, config.read_threads,
-                                config.read_prefetch_steps)
+                                config.read_prefetch_steps, config.read_workers)
     logging.info("Training split (%d examples) read from disk as it is used", train.num_examples)
   else:
     info, evals = datasets.load_host(config)

@@ -280,7 +280,7 @@ def bench_acgan(variant, args, x, y):
             "d_loss": float(np.ravel(d_loss)[0]), "g_loss": float(np.ravel(g_loss)[0])}
 
 
-def main():
+def parse_args():
     default_dir = os.environ.get("MNIST_DIR", str(REPO_ROOT.parent / "shared" / "data" / "mnist"))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=list(VARIANTS), default="cnn_seed")
@@ -308,10 +308,11 @@ def main():
                 else args.variant.split(","))
     if not set(variants) <= set(VARIANTS[args.model]):
         p.error(f"--variant for {args.model}: all | eager | compiled | {' | '.join(VARIANTS[args.model])}")
+    return args, variants
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    keras.utils.set_random_seed(0)
-    x, y = load_mnist(args.mnist_dir)
+
+def run_variants(args, variants, x, y):
+    """Each variant's result; a jit_compile variant XLA can't compile falls back to its eager twin."""
     bench = bench_cnn_seed if args.model == "cnn_seed" else bench_acgan
     results, errors = {}, {}
     for v in variants:
@@ -326,6 +327,15 @@ def main():
             log(f"  jit_compile=True failed: {errors[v]}\n  falling back to {NO_JIT[v]} (jit_compile=False)")
             results[v] = dict(bench(NO_JIT[v], args, x, y), fallback=NO_JIT[v])
         log(f"  -> {results[v]['examples_per_sec']:.1f} img/s, {results[v]['ms_per_step']:.2f} ms/step")
+    return results, errors
+
+
+def main():
+    args, variants = parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(0)
+    x, y = load_mnist(args.mnist_dir)
+    results, errors = run_variants(args, variants, x, y)
     best = max(results, key=lambda v: results[v]["examples_per_sec"])
     jit = best in NO_JIT and "fallback" not in results[best]
     name = f"keras {keras.__version__}" + (

@@ -256,6 +256,12 @@ def bench_acgan(args, x, y):
         disc.requires_grad_(True)
         return d_loss, g_loss  # tensors: reading them would sync the GPU every step
 
+    result = time_steps(args, step)
+    return {**result, "batch": b, "gen_batch": gb}
+
+
+def time_steps(args, step):
+    """Runs step(i) for --warmup then --steps steps; the steady-state rate of the latter."""
     first_step = None
     t_start = t0 = time.perf_counter()
     c0 = time.process_time()
@@ -272,11 +278,10 @@ def bench_acgan(args, x, y):
                 f"g_loss={g_loss.item():.4f}")
     sync(args)
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"examples_per_sec": args.steps * b / sec, "ms_per_step": 1000 * sec / args.steps,
+    return {"examples_per_sec": args.steps * args.batch / sec, "ms_per_step": 1000 * sec / args.steps,
             "cpu_ms_per_step": 1000 * cpu / args.steps,
             "compile_s": warmup_and_steady(t0 - t_start, args.warmup, sec / args.steps),
-            "first_step_s": first_step, "warmup_steps": args.warmup,
-            "batch": b, "gen_batch": gb, "steps": args.steps,
+            "first_step_s": first_step, "warmup_steps": args.warmup, "steps": args.steps,
             "d_loss": d_loss.item(), "g_loss": g_loss.item()}
 
 
