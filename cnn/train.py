@@ -18,7 +18,7 @@ from common.run import plots
 from common.run import reporting
 from common.run import runs
 from common.data import shards
-from cnn import keys
+from cnn import options
 from cnn import models
 
 
@@ -124,10 +124,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns (state, results), results being results.json's contents.
   """
-  keys.validate(config)
-  runs.check_workdir(workdir, config, keys.KEYS, keys.RETIRED, fresh)
+  options.validate(config)
+  runs.check_workdir(workdir, config, options.OPTIONS, options.RETIRED, fresh)
   task, info, splits, mesh = prepare(config, workdir)
-  runs.write_run_files(workdir, config, info, keys.KEYS, keys.RETIRED)
+  runs.write_run_files(workdir, config, info, options.OPTIONS, options.RETIRED)
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   return loop.run(config, workdir, task, splits, mesh)
 
@@ -143,7 +143,7 @@ def restore_classifier(workdir: str, mesh, step: int | None = None):
     return parallel.replicate(mesh, task.init(jax.random.PRNGKey(0)))
 
   try:
-    run = runs.restore_run(workdir, keys.KEYS, template, retired=keys.RETIRED, step=step,
+    run = runs.restore_run(workdir, options.OPTIONS, template, retired=options.RETIRED, step=step,
                            what="cnn classifier run")
   except runs.RunError as e:
     if (epath.Path(workdir) / runs.CONFIG_FILE).exists():  # another kind of run lives there

@@ -1,12 +1,12 @@
-"""Config keys, each declared once: default, validation rule, whether it may change on resume, doc.
+"""Config options, each declared once: default, validation rule, whether it may change on resume, doc.
 
-An owner (common for the loop's and the data's keys, cnn and gan for theirs) declares a dict of
-dotted key paths to `Key`s. Everything else is derived from it: the default `ConfigDict` that a
-config file starts from, validation with one-line errors, the keys a resumed run may change, the
-listing `--keys` prints, and the reading of a saved config.json over today's defaults.
+An owner (common for the loop's and the data's options, cnn and gan for theirs) declares a dict of
+dotted paths to `Option`s. Everything else is derived from it: the default `ConfigDict` that a
+config file starts from, validation with one-line errors, the options a resumed run may change, the
+listing `--options` prints, and the reading of a saved config.json over today's defaults.
 
 This module imports nothing heavier than ml_collections, so config files can import the owners'
-key modules without starting JAX.
+option modules without starting JAX.
 """
 
 import dataclasses
@@ -17,7 +17,7 @@ import ml_collections
 
 
 class ConfigError(ValueError):
-  """A config key that is unknown, of the wrong type or out of range."""
+  """A config option that is unknown, of the wrong type or out of range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,68 +55,68 @@ INTS = Rule((tuple, list), lambda v: all(isinstance(i, int) and i > 0 for i in v
 
 
 @dataclasses.dataclass(frozen=True)
-class Key:
-  """One config key: its default, its rule, whether a resumed run may change it, one line of doc."""
+class Option:
+  """One config option: its default, its rule, whether a resumed run may change it, one line of doc."""
   default: Any
   rule: Rule
   doc: str
   resumable: bool = False
 
 
-Keys = dict[str, Key]
+Options = dict[str, Option]
 
 
-def defaults(keys: Keys) -> ml_collections.ConfigDict:
-  """The nested ConfigDict of every key's default."""
+def defaults(options: Options) -> ml_collections.ConfigDict:
+  """The nested ConfigDict of every option's default."""
   tree: dict = {}
-  for path, key in keys.items():
+  for path, option in options.items():
     *parents, leaf = path.split(".")
     node = tree
     for p in parents:
       node = node.setdefault(p, {})
-    node[leaf] = key.default
+    node[leaf] = option.default
   return ml_collections.ConfigDict(tree)
 
 
 def flatten(config, prefix: str = ""):
   """(dotted path, value) of every leaf of a ConfigDict or nested dict."""
-  for key, value in config.items():
-    path = f"{prefix}{key}"
+  for name, value in config.items():
+    path = f"{prefix}{name}"
     if isinstance(value, (ml_collections.ConfigDict, dict)):
       yield from flatten(value, path + ".")
     else:
       yield path, value
 
 
-def validate(config: ml_collections.ConfigDict, keys: Keys) -> None:
-  """Raises ConfigError naming the first key that is not declared or breaks its rule."""
+def validate(config: ml_collections.ConfigDict, options: Options) -> None:
+  """Raises ConfigError naming the first option that is not declared or breaks its rule."""
   for path, value in flatten(config):
-    key = keys.get(path)
-    if key is None:
+    option = options.get(path)
+    if option is None:
       parent = path.rsplit(".", 1)[0] + "." if "." in path else ""
-      known = sorted({k[len(parent):].split(".")[0] for k in keys if k.startswith(parent)})
-      raise ConfigError(f"Unknown config key {path!r}; known keys here: {', '.join(known)}.")
-    rule = key.rule
+      known = sorted({k[len(parent):].split(".")[0] for k in options if k.startswith(parent)})
+      raise ConfigError(f"Unknown config option {path!r}; known options here: {', '.join(known)}.")
+    rule = option.rule
     ok = (bool in rule.types or not isinstance(value, bool)) and (
         isinstance(value, rule.types) and rule.check(value))
     if not ok:
       raise ConfigError(f"config.{path}={value!r} is not allowed: use {rule.allowed}.")
 
 
-def resumable(keys: Keys) -> tuple[str, ...]:
-  return tuple(path for path, key in keys.items() if key.resumable)
+def resumable(options: Options) -> tuple[str, ...]:
+  return tuple(path for path, option in options.items() if option.resumable)
 
 
-def describe(config: ml_collections.ConfigDict, keys: Keys) -> str:
-  """A table of every key: value, default (when it differs), whether resumable, description."""
+def describe(config: ml_collections.ConfigDict, options: Options) -> str:
+  """A table of every option: value, default (when it differs), whether resumable, description."""
   values = dict(flatten(config))
-  width = max(len(p) for p in keys)
-  lines = [f"{'key'.ljust(width)}  value  [default]  (r: may change on resume)  description"]
-  for path, key in keys.items():
-    value = values.get(path, key.default)
-    shown = repr(value) if value == key.default else f"{value!r} [{key.default!r}]"
-    lines.append(f"{path.ljust(width)}  {shown}{'  (r)' if key.resumable else ''}  - {key.doc}"
-                 f" [{key.rule.allowed or 'any value'}]")
+  width = max(len(p) for p in options)
+  lines = [f"{'option'.ljust(width)}  value  [default]  (r: may change on resume)  description"]
+  for path, option in options.items():
+    value = values.get(path, option.default)
+    shown = repr(value) if value == option.default else f"{value!r} [{option.default!r}]"
+    lines.append(f"{path.ljust(width)}  {shown}{'  (r)' if option.resumable else ''}  - {option.doc}"
+                 f" [{option.rule.allowed or 'any value'}]")
   return "\n".join(lines)
 
 
@@ -126,30 +126,30 @@ def to_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-  """'key: saved -> current' for every flattened key that differs, except ignored ones."""
+  """'path: saved -> current' for every flattened path that differs, except ignored ones."""
   flat_saved, flat_now = dict(flatten(saved)), dict(flatten(current))
   out = []
-  for key in sorted(set(flat_saved) | set(flat_now)):
-    if key in ignore or key.split(".")[0] in ignore:
+  for path in sorted(set(flat_saved) | set(flat_now)):
+    if path in ignore or path.split(".")[0] in ignore:
       continue
-    a, b = flat_saved.get(key, "<absent>"), flat_now.get(key, "<absent>")
+    a, b = flat_saved.get(path, "<absent>"), flat_now.get(path, "<absent>")
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
       a, b = list(a), list(b)
     if a != b:
-      out.append(f"{key}: {a!r} -> {b!r}")
+      out.append(f"{path}: {a!r} -> {b!r}")
   return out
 
 
-def over_defaults(saved: dict, keys: Keys, retired: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
-  """A saved config read over today's defaults: keys added since it was saved take their default.
+def over_defaults(saved: dict, options: Options, retired: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """A saved config read over today's defaults: options added since it was saved take their default.
 
-  Keys in `retired` (declared by their owner when a key is removed) are dropped; any other key
+  Options in `retired` (declared by their owner when an option is removed) are dropped; any other one
   that is not declared raises ConfigError: the saved config belongs to another kind of run.
   """
   flat = {p: v for p, v in flatten(saved) if p not in retired}
-  unknown = sorted(p for p in flat if p not in keys)
+  unknown = sorted(p for p in flat if p not in options)
   if unknown:
-    raise ConfigError(f"keys {', '.join(unknown[:4])} are not keys of this kind of run")
-  config = defaults(keys)
-  config.update_from_flattened_dict(flat)  # ints into float keys, lists into tuple keys
+    raise ConfigError(f"options {', '.join(unknown[:4])} are not options of this kind of run")
+  config = defaults(options)
+  config.update_from_flattened_dict(flat)  # ints into float options, lists into tuple options
   return config

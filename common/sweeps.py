@@ -1,6 +1,6 @@
 """Sweep helpers: lists of config overrides, and readable names for the runs they make.
 
-A sweep is a list of override dicts whose keys are config paths, e.g.
+A sweep is a list of override dicts from config paths to values, e.g.
 
     product(**{"loss.aux_weight_g": [0.5, 1.0], "model.d_dropout": [0.0, 0.3]})   # 4 members
     zip_(**{"loss.gp_weight": [1.0, 10.0], "d_steps": [1, 5]})                     # 2 members
@@ -21,8 +21,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 def product(**axes: Iterable[Any]) -> list[dict]:
   """Every combination of the axes' values, the last axis varying fastest."""
-  keys = list(axes)
-  return [dict(zip(keys, values)) for values in itertools.product(*(list(axes[k]) for k in keys))]
+  names = list(axes)
+  return [dict(zip(names, values)) for values in itertools.product(*(list(axes[k]) for k in names))]
 
 
 def zip_(**axes: Iterable[Any]) -> list[dict]:

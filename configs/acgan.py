@@ -21,7 +21,7 @@ so that one DCGAN body serves: 3 strided D layers of 64, 128, 256 channels (the 
 """
 
 from configs import gan_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -46,8 +46,8 @@ def get_config(preset: str = ""):
   c.loss.aux_weight_fake = 0.0
   c.loss.aux_weight_g = 1.0
   c.loss.label_smoothing = 0.05
-  c.g_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
-  c.d_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
+  c.g_optimizer.update(options.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
+  c.d_optimizer.update(options.optimizer_values("adam", learning_rate=2e-4, b1=0.5))
   c.batch_size = 100
   c.num_epochs = 50
   if preset == "cpu":

@@ -8,7 +8,7 @@ Target: >= 99.3% MNIST test accuracy (Keras's mnist_convnet example reports abou
 """
 
 from configs import cnn_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -19,7 +19,7 @@ def get_config(preset: str = ""):
   c.model.hidden = 256
   c.model.dropout = 0.5
   c.augment_shift = 2
-  c.optimizer.update(keys.optimizer_values("adam", learning_rate=2e-3, schedule="onecycle",
+  c.optimizer.update(options.optimizer_values("adam", learning_rate=2e-3, schedule="onecycle",
                                                 warmup_fraction=0.1))
   c.batch_size = 128
   c.num_epochs = 12

@@ -7,7 +7,7 @@ as the 2-D models, with 1-D kernels.
 """
 
 from configs import cnn_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -18,7 +18,7 @@ def get_config(preset: str = ""):
   c.model.widths = (32, 64)
   c.model.hidden = 128
   c.model.dropout = 0.3
-  c.optimizer.update(keys.optimizer_values("adam", learning_rate=3e-3, schedule="onecycle",
+  c.optimizer.update(options.optimizer_values("adam", learning_rate=3e-3, schedule="onecycle",
                                                 warmup_fraction=0.1))
   c.batch_size = 100
   c.eval_batch_size = 500

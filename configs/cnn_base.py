@@ -1,15 +1,15 @@
-"""Keys shared by the CNN configs (not a runnable config itself)."""
+"""Options shared by the CNN configs (not a runnable config itself)."""
 
 import ml_collections
 
-from cnn import keys
+from cnn import options
 from configs import presets
 
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Every key at its default (cnn/keys.py declares each one)."""
-  return keys.get_config()
+  """Every key at its default (cnn/options.py declares each one)."""
+  return options.get_config()
 
 
 def finish(c: ml_collections.ConfigDict, preset: str,

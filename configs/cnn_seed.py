@@ -7,7 +7,7 @@ Course result: test loss 0.1569, test accuracy 0.9723.
 """
 
 from configs import cnn_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -15,7 +15,7 @@ def get_config(preset: str = ""):
   c.name = "cnn_seed"
   c.model.name = "seed"
   # Keras's Adadelta defaults.
-  c.optimizer.update(keys.optimizer_values("adadelta", learning_rate=1.0, rho=0.95, eps=1e-7))
+  c.optimizer.update(options.optimizer_values("adadelta", learning_rate=1.0, rho=0.95, eps=1e-7))
   c.batch_size = 128
   c.num_epochs = 50
   c.validation_split = 0.2

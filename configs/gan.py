@@ -34,7 +34,7 @@ def get_sweep(name: str) -> list[dict]:
   'losses', in the spirit of Lucic et al. 2018 ("Are GANs Created Equal?"): the same MLP generator
   and discriminator (no normalization: the MLP has none, and WGAN-GP forbids batch norm) trained
   with the minimax loss, the non-saturating loss, WGAN (weight clipping, RMSProp) and WGAN-GP,
-  each with its paper's optimizer and critic steps. Every member sets the same keys.
+  each with its paper's optimizer and critic steps. Every member sets the same options.
   """
   from common import sweeps  # pylint: disable=g-import-not-at-top
   if name != "losses":

@@ -1,15 +1,15 @@
-"""Keys shared by the GAN configs (not a runnable config itself)."""
+"""Options shared by the GAN configs (not a runnable config itself)."""
 
 import ml_collections
 
-from gan import keys
+from gan import options
 from configs import presets
 
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Every key at its default (gan/keys.py declares each one)."""
-  return keys.get_config()
+  """Every key at its default (gan/options.py declares each one)."""
+  return options.get_config()
 
 
 def cpu(c: ml_collections.ConfigDict, width: int = 32) -> ml_collections.ConfigDict:

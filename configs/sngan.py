@@ -19,7 +19,7 @@ configured, the classifier from
 """
 
 from configs import gan_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -34,8 +34,8 @@ def get_config(preset: str = ""):
   c.model.spectral_norm = "d"
   c.loss.d = c.loss.g = "hinge"
   c.d_steps = 5
-  c.g_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.0, b2=0.9))
-  c.d_optimizer.update(keys.optimizer_values("adam", learning_rate=2e-4, b1=0.0, b2=0.9))
+  c.g_optimizer.update(options.optimizer_values("adam", learning_rate=2e-4, b1=0.0, b2=0.9))
+  c.d_optimizer.update(options.optimizer_values("adam", learning_rate=2e-4, b1=0.0, b2=0.9))
   c.batch_size = 64
   c.num_epochs = 40
   if preset == "cpu":

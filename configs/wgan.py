@@ -5,7 +5,7 @@
 """
 
 from configs import gan_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -20,7 +20,7 @@ def get_config(preset: str = ""):
   c.d_steps = 5
   # PyTorch's RMSprop defaults, as in the authors' code: alpha 0.99, eps 1e-8.
   for player in (c.g_optimizer, c.d_optimizer):
-    player.update(keys.optimizer_values("rmsprop", learning_rate=5e-5, rho=0.99, eps=1e-8))
+    player.update(options.optimizer_values("rmsprop", learning_rate=5e-5, rho=0.99, eps=1e-8))
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":

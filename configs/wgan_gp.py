@@ -12,7 +12,7 @@ channels with LeakyReLU and no normalization; lambda 10, 5 critic steps, Adam 1e
 """
 
 from configs import gan_base
-from common import keys
+from common import options
 
 
 def get_config(preset: str = ""):
@@ -25,8 +25,8 @@ def get_config(preset: str = ""):
   c.loss.g = "wasserstein"
   c.loss.gp_weight = 10.0
   c.d_steps = 5
-  c.g_optimizer.update(keys.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
-  c.d_optimizer.update(keys.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
+  c.g_optimizer.update(options.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
+  c.d_optimizer.update(options.optimizer_values("adam", learning_rate=1e-4, b1=0.5, b2=0.9))
   c.batch_size = 64
   c.num_epochs = 100
   if preset == "cpu":

@@ -17,7 +17,7 @@ from common import parallel
 from common.run import runs
 from cnn import api as cnn_api
 from gan import evaluation
-from gan import keys
+from gan import options
 from gan import players as players_lib
 
 
@@ -33,7 +33,7 @@ class TrainedGAN:
 
   @property
   def conditional(self) -> bool:
-    return keys.conditional(self.config)
+    return options.conditional(self.config)
 
   def sample(self, labels: Sequence[int] | None = None, num: int | None = None,
              seed: int = 0) -> np.ndarray:

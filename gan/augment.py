@@ -9,7 +9,7 @@ each example draws its own transform from `key`, as the authors' code does:
 import jax
 import jax.numpy as jnp
 
-from gan.toolkit_keys import AUGMENTS, policy_names
+from gan.toolkit_options import AUGMENTS, policy_names
 
 
 def color(x: jax.Array, key: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ from common import parallel
 from common.run import reporting
 from common.run import runs
 from gan import evaluation
-from gan import inception_keys
+from gan import inception_options
 from gan import players as players_lib
 
 FLAGS = flags.FLAGS
@@ -28,7 +28,7 @@ flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number
 flags.DEFINE_integer("seed", None, "Sampling seed; default config.seed + 2.")
 flags.DEFINE_string("inception_weights", None, "pytorch-fid's Inception weights file; default "
                     "the run's config.inception_weights, else $INCEPTION_WEIGHTS.")
-flags.DEFINE_enum("inception_resize", None, list(inception_keys.RESIZES),
+flags.DEFINE_enum("inception_resize", None, list(inception_options.RESIZES),
                   "Resize convention of the Inception metrics; default the run's config's.")
 
 

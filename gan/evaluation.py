@@ -38,10 +38,10 @@ from common.run import reporting
 from common.run import runs
 from common.data import shards
 from cnn import api as cnn_api
-from cnn import keys as cnn_keys
+from cnn import options as cnn_options
 from cnn import train as cnn_train
 from gan import inception_eval
-from gan import keys
+from gan import options
 from gan import metrics
 from gan import players as players_lib
 
@@ -90,7 +90,7 @@ def classification_accuracy(info: datasets.DatasetInfo, images, labels, test, ep
   through the loop's training core (loop.train_in_memory) and its padded evaluation."""
   mesh = mesh or parallel.make_mesh()
   batch = max(mesh.size, batch - batch % mesh.size)
-  model_config = cnn_keys.get_config().model  # model.name 'seed': the course's architecture
+  model_config = cnn_options.get_config().model  # model.name 'seed': the course's architecture
   model = cnn_train.build_model(model_config, info, jnp.float32, jax.random.PRNGKey(seed))
   task = cnn_train.make_task(model, optax.adam(1e-3), dtype="float32")
   train = shards.to_device(mesh, datasets.HostSplit(images, labels, len(labels)))
@@ -145,7 +145,7 @@ def classifier_metrics(config, info, classify, images, labels, host, num: int) -
   """The classifier's metrics of the samples and (under 'real') of real training images."""
   test, train = host["test"], host["train"]
   ref_feats, _ = classify(test.images[:num])
-  conditional = keys.conditional(config)
+  conditional = options.conditional(config)
   out = feature_metrics(*classify(images), labels, ref_feats, test.labels[:num],
                         info.num_classes, conditional)
   real_feats, real_probs = classify(train.images[:num])
@@ -211,6 +211,6 @@ class TrainingEvaluator:
     out.update({"eval_fid": metrics.frechet_distance(feats, self.ref_feats),
                 "eval_classifier_score": metrics.classifier_score(probs),
                 "eval_precision": precision, "eval_recall": recall})
-    if keys.conditional(c):
+    if options.conditional(c):
       out["eval_conditional_accuracy"] = float(np.mean(probs.argmax(-1) == labels))
     return out

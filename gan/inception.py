@@ -23,10 +23,10 @@ import numpy as np
 from jax import lax
 
 from common import parallel
-from gan import inception_keys
+from gan import inception_options
 
 SIZE = 299  # the network's input side
-RESIZES = inception_keys.RESIZES  # how images reach 299x299
+RESIZES = inception_options.RESIZES  # how images reach 299x299
 FEATURES, LOGITS = 2048, 1008
 BN_EPS = 1e-3
 HIGHEST = lax.Precision.HIGHEST

@@ -26,7 +26,7 @@ from common import config as cfg
 from common.data import datasets
 from common.run import reporting
 from gan import inception
-from gan import inception_keys
+from gan import inception_options
 from gan import inception_weights
 from gan import metrics
 
@@ -42,7 +42,7 @@ class Inception:
 
   def __init__(self, config, mesh):
     self.config = config
-    params, self.record = inception_weights.load(inception_keys.weights_path(config))
+    params, self.record = inception_weights.load(inception_options.weights_path(config))
     self.published = read_published(config.inception_reference_stats)
     self.extract = inception.Extractor(params, mesh, config.inception_resize,
                                        config.inception_batch_size)
@@ -66,7 +66,7 @@ class Inception:
 
 
 def from_config(config, mesh) -> Inception | None:
-  return Inception(config, mesh) if inception_keys.weights_path(config) else None
+  return Inception(config, mesh) if inception_options.weights_path(config) else None
 
 
 def with_stats(out: dict) -> dict:

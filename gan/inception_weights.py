@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 
 from common.config import ConfigError
-from gan.inception_keys import ENV
+from gan.inception_options import ENV
 
 FILE = "pt_inception-2015-12-05-6726825d.pth"
 URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FILE}"

@@ -88,4 +88,4 @@ def clip_weights(params, c: float):
 
 
 G_LOSSES = {"minimax": g_minimax, "non_saturating": g_non_saturating,
-            "wasserstein": g_wasserstein, "hinge": g_hinge}  # gan.keys.G_LOSSES names them
+            "wasserstein": g_wasserstein, "hinge": g_hinge}  # gan.options.G_LOSSES names them

@@ -20,7 +20,7 @@ from gan import resnet
 from gan import spectral
 
 # A conditional discriminator concatenates one-hot channels (conv) or a one-hot vector (MLP) to its
-# input; gan.keys.CONDITIONING says how the generator sees the label.
+# input; gan.options.CONDITIONING says how the generator sees the label.
 
 
 def _init(name: str):

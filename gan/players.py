@@ -14,7 +14,7 @@ from common.run import loop
 from common.nn import optim
 from common import parallel
 from common.run import runs
-from gan import keys
+from gan import options
 from gan import models
 
 
@@ -123,6 +123,6 @@ def restore(workdir: str, mesh, step: int | None = None):
                        config.loss.lecam_weight > 0)
     return parallel.replicate(mesh, state)
 
-  run = runs.restore_run(workdir, keys.KEYS, template, retired=keys.RETIRED, step=step,
+  run = runs.restore_run(workdir, options.OPTIONS, template, retired=options.RETIRED, step=step,
                          what="GAN run")
   return run, build(run.config, run.info, 1)[0]

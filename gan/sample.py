@@ -19,7 +19,7 @@ from common.run import entry
 from common import parallel
 from common.run import plots
 from common.run import runs
-from gan import keys
+from gan import options
 from gan import players as players_lib
 
 FLAGS = flags.FLAGS
@@ -47,14 +47,14 @@ def main(argv):
   run, players = players_lib.restore(FLAGS.workdir, parallel.make_mesh(),
                                      runs.parse_step(FLAGS.step))
   config, info = run.config, run.info
-  if FLAGS.label is not None and not keys.conditional(config):
+  if FLAGS.label is not None and not options.conditional(config):
     raise runs.RunError(f"--label needs a conditional model; {config.name} is unconditional.")
   if FLAGS.label is not None and FLAGS.label >= info.num_classes:
     raise runs.RunError(f"--label={FLAGS.label} is not a class of {info.name} "
                         f"(0..{info.num_classes - 1}).")
   images, labels = players_lib.generate(config, players, run.state, FLAGS.num,
                                         jax.random.PRNGKey(FLAGS.seed), FLAGS.label)
-  conditional = keys.conditional(config)
+  conditional = options.conditional(config)
   if FLAGS.out:
     arrays = {"images": images, **({"labels": labels} if conditional else {})}
     buffer = io.BytesIO()

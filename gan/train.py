@@ -18,7 +18,7 @@ from common.run import reporting
 from common.run import runs
 from common.data import shards
 from gan import evaluation
-from gan import keys
+from gan import options
 from gan import players as players_lib
 from gan.step import make_train_step
 
@@ -39,7 +39,7 @@ def make_task(config, info: datasets.DatasetInfo, players: players_lib.Players, 
               workdir: str, evaluator=None) -> loop.Task:
   """The GAN task for the shared loop: init, the adversarial step, per-epoch samples, plots and
   (with an evaluator) metrics every eval_every_epochs."""
-  rows, row_labels = grid_rows(info, keys.conditional(config))
+  rows, row_labels = grid_rows(info, options.conditional(config))
   grid_labels = jnp.asarray(np.repeat(rows, GRID_COLUMNS))
   z_fixed, _ = players_lib.sample_latent(config.model, info.num_classes,
                                          jax.random.PRNGKey(config.seed + 1), len(grid_labels))
@@ -108,10 +108,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns (state, results), results being results.json's contents.
   """
-  keys.validate(config)
-  runs.check_workdir(workdir, config, keys.KEYS, keys.RETIRED, fresh)
+  options.validate(config)
+  runs.check_workdir(workdir, config, options.OPTIONS, options.RETIRED, fresh)
   task, info, splits, mesh, players = prepare(config, workdir)
-  runs.write_run_files(workdir, config, info, keys.KEYS, keys.RETIRED)
+  runs.write_run_files(workdir, config, info, options.OPTIONS, options.RETIRED)
   logging.info("Training %s on %s with %d devices", config.name, config.dataset, mesh.size)
   state, results = loop.run(config, workdir, task, {"train": splits["train"]}, mesh)
   if results["preempted"] or not config.eval_samples:

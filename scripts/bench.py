@@ -121,12 +121,12 @@ def is_gan(config) -> bool:
 def _prepare(config, workdir: str):
   """(task, splits, mesh) of either model family, as its train_and_evaluate builds them."""
   if is_gan(config):
-    from gan import keys, train  # pylint: disable=g-import-not-at-top
-    keys.validate(config)
+    from gan import options, train  # pylint: disable=g-import-not-at-top
+    options.validate(config)
     task, _, splits, mesh, _ = train.prepare(config, workdir)
     return task, {"train": splits["train"]}, mesh
-  from cnn import keys, train  # pylint: disable=g-import-not-at-top
-  keys.validate(config)
+  from cnn import options, train  # pylint: disable=g-import-not-at-top
+  options.validate(config)
   task, _, splits, mesh = train.prepare(config, workdir)
   return task, splits, mesh
 
@@ -330,16 +330,16 @@ def ratio_to(ours: dict, peer: dict) -> float:
 def run_peers(model: str, config) -> list:
   """Every framework in --peers in every --peer_variants, --repeats times each (interleaved, so
   that a slow minute on a shared machine hits all of them); one summarized row per variant."""
-  keys = [(fw, v) for fw in FLAGS.peers for v in FLAGS.peer_variants]
-  unknown = [k for k in keys if k not in PEER_VARIANT_ARGS]
+  variants = [(fw, v) for fw in FLAGS.peers for v in FLAGS.peer_variants]
+  unknown = [k for k in variants if k not in PEER_VARIANT_ARGS]
   if unknown:
     raise SystemExit(f"Error: unknown peer or variant {unknown}; peers: keras, torch; variants: "
                      "eager, compiled.")
-  runs = {k: [] for k in keys}
+  runs = {k: [] for k in variants}
   for _ in range(max(1, FLAGS.repeats)):
-    for fw, v in keys:
+    for fw, v in variants:
       runs[(fw, v)].append(run_peer(fw, model, config, v))
-  return [summarize_peer(runs[k]) for k in keys]
+  return [summarize_peer(runs[k]) for k in variants]
 
 
 def placement_rows(config) -> list:

@@ -51,10 +51,10 @@ SEED = 0  # the weights' seed (random_state_dict)
 def _weights_module():
   """gan/inception_weights.py without the project's dependencies (it needs only ConfigError and
   the environment variable's name)."""
-  config, keys = types.ModuleType("common.config"), types.ModuleType("gan.inception_keys")
-  config.ConfigError, keys.ENV = ValueError, "INCEPTION_WEIGHTS"
+  config, options = types.ModuleType("common.config"), types.ModuleType("gan.inception_options")
+  config.ConfigError, options.ENV = ValueError, "INCEPTION_WEIGHTS"
   sys.modules.update({"common": types.ModuleType("common"), "common.config": config,
-                      "gan": types.ModuleType("gan"), "gan.inception_keys": keys})
+                      "gan": types.ModuleType("gan"), "gan.inception_options": options})
   spec = importlib.util.spec_from_file_location(
       "inception_weights", os.path.join(ROOT, "gan", "inception_weights.py"))
   module = importlib.util.module_from_spec(spec)

@@ -17,7 +17,7 @@ or FILE.json (a list of override dicts); --grid key=v1,v2 adds a product axis (a
 Rerunning skips a finished member only when the config its run recorded (WORKDIR/config.json) equals
 the one asked for now, and resumes an unfinished one from its checkpoints on the same condition. A
 member whose recorded config differs (another --overrides, an edited config file) runs afresh: its
-old run is first moved, never deleted, to WORKDIR/archive/<time>/, and the sweep says which keys
+old run is first moved, never deleted, to WORKDIR/archive/<time>/, and the sweep says which options
 changed. Summaries read only results whose recorded config is the one asked for. SWEEP_DIR/sweep.json
 records the sweep; a sweep of another config file in the same SWEEP_DIR is refused. A
 failing member doesn't stop the others; the script ends with each failure's log tail and exits 1.
@@ -97,7 +97,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def fixed_overrides(args, members: list[dict]) -> list[str]:
-  """--overrides / --config.key=value for every member, as key=value; refuses swept keys."""
+  """--overrides / --config.key=value for every member, as key=value; refuses swept options."""
   fixed = []
   swept = {k for m in members for k in sweeps.config_overrides(m)}
   for kv in args.overrides:

@@ -22,7 +22,7 @@ def test_unknown_flag_or_key_is_one_line_naming_the_nearest():
   r = run_module(["-m", "cnn.main", "--config=configs/cnn_seed.py:test", "--epochs=3"])
   assert r.returncode != 0 and r.stderr.strip().splitlines() == [
       "Error: unknown flag --epochs; did you mean --config.num_epochs? (--help lists the flags "
-      "and config keys)."]
+      "and config options)."]
   r = run_module(["-m", "cnn.main", "--config=configs/cnn_seed.py:test", "--config.num_epoch=3"])
   assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
   assert "did you mean --config.num_epochs?" in r.stderr

@@ -1,17 +1,17 @@
-"""Config validation: bad keys, types and ranges stop with one line, before data or compile."""
+"""Config validation: bad options, types and ranges stop with one line, before data or compile."""
 
 import ml_collections
 import pytest
 
 from common import config as cfg
-from cnn import keys as cnn_keys
+from cnn import options as cnn_options
 from conftest import REPO, load_config, run_module
 
 
 def test_every_shipped_cnn_config_validates():
   for name in ("cnn_seed", "cnn", "cnn1d"):
     for preset in ("", "cpu", "test"):
-      cnn_keys.validate(load_config(name, preset))
+      cnn_options.validate(load_config(name, preset))
 
 
 @pytest.mark.parametrize("key,value,expected", [
@@ -24,21 +24,21 @@ def test_every_shipped_cnn_config_validates():
 def test_out_of_range_values_name_the_key(key, value, expected):
   c = load_config("cnn_seed", "test", **{key: value})
   with pytest.raises(cfg.ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
-    cnn_keys.validate(c)
+    cnn_options.validate(c)
 
 
 def test_unknown_key_in_a_config_file_is_rejected():
   c = load_config("cnn_seed", "test")
   c.learning_rat = 0.1
-  with pytest.raises(cfg.ConfigError, match="Unknown config key 'learning_rat'"):
-    cnn_keys.validate(c)
+  with pytest.raises(cfg.ConfigError, match="Unknown config option 'learning_rat'"):
+    cnn_options.validate(c)
 
 
 def test_wrong_type_is_rejected():
   # ConfigDict's own type check stops this on the command line; a config file can still do it.
   c = ml_collections.ConfigDict({**load_config("cnn_seed", "test").to_dict(), "num_epochs": "ten"})
   with pytest.raises(cfg.ConfigError, match="config.num_epochs='ten' is not allowed"):
-    cnn_keys.validate(c)
+    cnn_options.validate(c)
 
 
 def test_config_differences_list_changed_fields():
@@ -48,7 +48,7 @@ def test_config_differences_list_changed_fields():
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("--config.batch_sise=3", "unknown config key"),
+    ("--config.batch_sise=3", "unknown config option"),
     ("--config.batch_size=three", "invalid literal for int()"),
     ("--config.batch_size=-5", "config.batch_size=-5 is not allowed: use an integer >= 1"),
 ])
@@ -69,42 +69,42 @@ def test_unknown_preset_is_rejected():
 
 def test_key_declarations_match_what_the_library_builds():
   from cnn import models  # pylint: disable=g-import-not-at-top
-  from gan import keys as gan_keys  # pylint: disable=g-import-not-at-top
+  from gan import options as gan_options  # pylint: disable=g-import-not-at-top
   from gan import losses  # pylint: disable=g-import-not-at-top
   from gan import models as gan_models  # pylint: disable=g-import-not-at-top
-  assert set(cnn_keys.MODELS) == set(models.MODELS)
-  assert set(gan_keys.ARCHS) == set(gan_models.ARCHITECTURES)
-  assert set(gan_keys.G_LOSSES) == set(losses.G_LOSSES)
-  for keys in (cnn_keys.KEYS, gan_keys.KEYS):  # every default obeys its own rule
-    cfg.validate(cfg.defaults(keys), keys)
+  assert set(cnn_options.MODELS) == set(models.MODELS)
+  assert set(gan_options.ARCHS) == set(gan_models.ARCHITECTURES)
+  assert set(gan_options.G_LOSSES) == set(losses.G_LOSSES)
+  for options in (cnn_options.OPTIONS, gan_options.OPTIONS):  # every default obeys its own rule
+    cfg.validate(cfg.defaults(options), options)
 
 
 def test_a_config_saved_before_the_key_declarations_restores_over_defaults():
-  """tests/data holds the config.json an acgan:cpu run wrote before keys were declared once: it has
+  """tests/data holds the config.json an acgan:cpu run wrote before options were declared once: it has
   model.num_classes (now read from the dataset); here it also lacks g_ema_decay (added later)."""
   import json  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
-  from gan import keys as gan_keys  # pylint: disable=g-import-not-at-top
+  from gan import options as gan_options  # pylint: disable=g-import-not-at-top
   saved = json.loads((pathlib.Path(__file__).parent / "data" /
                       "acgan_cpu_config_before_key_declarations.json").read_text())
   del saved["g_ema_decay"]
-  config = cfg.over_defaults(saved, gan_keys.KEYS, gan_keys.RETIRED)
-  gan_keys.validate(config)
+  config = cfg.over_defaults(saved, gan_options.OPTIONS, gan_options.RETIRED)
+  gan_options.validate(config)
   assert config.g_ema_decay == 0.0 and "num_classes" not in config.model
   assert config.model.g_width == 16 and config.g_optimizer.b1 == 0.5
   now = load_config("acgan", "cpu")
   assert cfg.differences(cfg.to_dict(config), cfg.to_dict(now)) == []
-  with pytest.raises(cfg.ConfigError, match="not keys of this kind of run"):
-    cfg.over_defaults(saved, cnn_keys.KEYS, cnn_keys.RETIRED)
+  with pytest.raises(cfg.ConfigError, match="not options of this kind of run"):
+    cfg.over_defaults(saved, cnn_options.OPTIONS, cnn_options.RETIRED)
 
 
 def test_keys_flag_lists_every_key_with_value_default_and_description():
   r = run_module(["-m", "gan.main", "--config=configs/acgan.py:cpu", "--config.num_epochs=7",
-                  "--keys"], timeout=120)
+                  "--options"], timeout=120)
   assert r.returncode == 0, r.stderr[-2000:]
-  from gan import keys as gan_keys  # pylint: disable=g-import-not-at-top
+  from gan import options as gan_options  # pylint: disable=g-import-not-at-top
   lines = r.stdout.splitlines()
-  assert len(lines) == len(gan_keys.KEYS) + 1
+  assert len(lines) == len(gan_options.OPTIONS) + 1
   epochs = next(l for l in lines if l.startswith("num_epochs "))
   assert "7 [25]  (r)  - epochs to train" in epochs
 

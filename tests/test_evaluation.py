@@ -10,7 +10,7 @@ from common.data import datasets
 from common.run import loop
 from common import parallel
 from common.data import shards
-from cnn import keys as cnn_keys
+from cnn import options as cnn_options
 from cnn import train
 from conftest import run_module
 
@@ -21,7 +21,7 @@ def check_padded_evaluation() -> None:
   """Asserts that make_evaluate's padded pass equals the numpy reference on this mesh."""
   mesh = parallel.make_mesh()
   info = datasets.DatasetInfo("toy", "1", (8, 8, 1), 10, tuple(map(str, range(10))))
-  model = train.build_model(cnn_keys.get_config().model, info, jnp.float32, jax.random.PRNGKey(0))
+  model = train.build_model(cnn_options.get_config().model, info, jnp.float32, jax.random.PRNGKey(0))
   task = train.make_task(model, optax.sgd(0.1), dtype="float32")
   rng = np.random.RandomState(0)
   images = rng.randint(0, 256, (N, 8, 8, 1)).astype(np.uint8)

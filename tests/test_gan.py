@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from common import parallel
-from gan import keys as gan_keys
+from gan import options as gan_options
 from gan import losses
 from gan import players as players_lib
 from gan import train as gan_train
@@ -116,9 +116,9 @@ def test_generator_ema_averages_its_weights_and_draws_the_samples(tfds_dir):
 def test_invalid_combinations_are_rejected():
   from common import config as cfg  # pylint: disable=g-import-not-at-top
   with pytest.raises(cfg.ConfigError, match="without batch norm"):
-    gan_keys.validate(load_config("wgan_gp", **{"model.d_norm": "batch"}))
+    gan_options.validate(load_config("wgan_gp", **{"model.d_norm": "batch"}))
   with pytest.raises(cfg.ConfigError, match="don't match"):
-    gan_keys.validate(load_config("gan", **{"loss.d": "wasserstein"}))
+    gan_options.validate(load_config("gan", **{"loss.d": "wasserstein"}))
 
 
 def test_gan_resume_with_other_chunks_and_placement_equals_uninterrupted(tfds_dir, tmp_path):

@@ -267,12 +267,12 @@ def test_a_gan_run_reports_every_inception_metric_with_real_values(tfds_dir, wei
 
 
 def test_training_fid_without_weights_is_refused_at_validation(monkeypatch):
-  from gan import keys  # pylint: disable=g-import-not-at-top
+  from gan import options  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv("INCEPTION_WEIGHTS", raising=False)
-  config = keys.get_config()
+  config = options.get_config()
   config.train_inception_samples = 100
   with pytest.raises(ConfigError, match="--config.inception_weights=PATH or set "
                                         r"\$INCEPTION_WEIGHTS"):
-    keys.validate(config)
+    options.validate(config)
   monkeypatch.setenv("INCEPTION_WEIGHTS", "/machine/wide/pt_inception.pth")
-  keys.validate(config)  # the file itself is checked when it is read, before any compilation
+  options.validate(config)  # the file itself is checked when it is read, before any compilation

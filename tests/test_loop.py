@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from common import config as cfg
-from common import keys
+from common import options
 from common.run import loop
 from common import parallel
 from common.data import shards
@@ -45,7 +45,7 @@ def _splits(mesh):
 
 def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
   mesh = parallel.make_mesh()
-  c = cfg.defaults(keys.RUN)
+  c = cfg.defaults(options.RUN)
   c.batch_size, c.num_epochs, c.steps_per_call = 8, 5, 3  # 8 steps per epoch
   with pytest.raises(loop.NonFiniteError, match="Non-finite loss or metric at step 19;.*step 16"):
     loop.run(c, str(tmp_path), _toy(nan_from_step=19), _splits(mesh), mesh)
@@ -58,7 +58,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
 
 def test_toy_run_finishes_and_logs(tmp_path):
   mesh = parallel.make_mesh()
-  c = cfg.defaults(keys.RUN)
+  c = cfg.defaults(options.RUN)
   c.batch_size, c.num_epochs = 8, 3
   state, r = loop.run(c, str(tmp_path), _toy(nan_from_step=10**9), _splits(mesh), mesh)
   assert int(state.step) == 24
@@ -69,7 +69,7 @@ def test_toy_run_finishes_and_logs(tmp_path):
 def test_sigterm_during_epoch_end_saves_once_and_resumes(tmp_path):
   """A signal that lands while the epoch-end checkpoint is written must not save that step twice."""
   mesh = parallel.make_mesh()
-  c = cfg.defaults(keys.RUN)
+  c = cfg.defaults(options.RUN)
   c.batch_size, c.num_epochs = 8, 3
   task = _toy(nan_from_step=10**9)
   task = dataclasses.replace(task, on_epoch_end=lambda *_: os.kill(os.getpid(), signal.SIGTERM))

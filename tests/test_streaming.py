@@ -13,7 +13,7 @@ from common.run import checkpoint
 from common import config as cfg
 from common.data import placement as data_lib
 from common.data import disk
-from common import keys
+from common import options
 from common.run import loop
 from common import parallel
 from common.data import shards
@@ -73,7 +73,7 @@ def _split(mesh, placement):
 
 
 def _config(**overrides):
-  c = cfg.defaults(keys.RUN)
+  c = cfg.defaults(options.RUN)
   c.batch_size, c.num_epochs = BATCH, EPOCHS
   c.update(overrides)
   return c

@@ -67,7 +67,7 @@ def test_unknown_sweep_lists_known_names(name):
     ("acgan", "ablation", 8), ("acgan", "tiny", 3), ("wgan_gp", "ablation", 6),
     ("gan", "losses", 4)])
 def test_shipped_sweeps_pass_gan_check(name, sweep_name, size):
-  from gan import keys  # pylint: disable=g-import-not-at-top
+  from gan import options  # pylint: disable=g-import-not-at-top
   members = importlib.import_module(f"configs.{name}").get_sweep(sweep_name)
   assert len(members) == size
   sweeps.check_names(members)
@@ -75,7 +75,7 @@ def test_shipped_sweeps_pass_gan_check(name, sweep_name, size):
     base = load_config(name, preset)
     for member in members:
       config = sweep_members.apply_overrides(base, member)
-      keys.validate(config)  # raises ConfigError on an invalid combination
+      options.validate(config)  # raises ConfigError on an invalid combination
       for key, value in sweeps.config_overrides(member).items():
         target = config
         for part in key.split("."):
@@ -90,7 +90,7 @@ def test_gan_losses_sweep_covers_the_four_losses():
   assert members["non_saturating"]["loss.g"] == "non_saturating"
   assert members["wgan"]["loss.clip"] > 0 and members["wgan"]["g_optimizer.name"] == "rmsprop"
   assert members["wgan_gp"]["loss.gp_weight"] > 0 and members["wgan_gp"]["model.d_norm"] != "batch"
-  assert len({frozenset(sweeps.config_overrides(m)) for m in members.values()}) == 1  # same keys
+  assert len({frozenset(sweeps.config_overrides(m)) for m in members.values()}) == 1  # same options
 
 
 def test_dry_run_commands(tmp_path, capsys):
@@ -128,7 +128,7 @@ def test_check_rejects_invalid_members(tmp_path, capsys):
   assert rc == 2 and "don't match" in capsys.readouterr().err
   rc = sweep.main(["--config=configs/acgan.py:test", "--grid", "loss.dd=x", "--dry-run",
                    f"--workdir={tmp_path}"])
-  assert rc == 2 and "unknown config key 'loss.dd'" in capsys.readouterr().err
+  assert rc == 2 and "unknown config option 'loss.dd'" in capsys.readouterr().err
   assert not os.listdir(tmp_path)
 
 
@@ -275,14 +275,14 @@ def test_rerun_with_changed_overrides_never_reports_old_results(tfds_dir, tmp_pa
 
 
 def test_apply_overrides_matches_config_flags():
-  """Overrides behave as --config.key=value: int -> float, unknown keys and wrong types raise."""
+  """Overrides behave as --config.key=value: int -> float, unknown options and wrong types raise."""
   base = load_config("cnn_seed", "test")
   config = sweep_members.apply_overrides(base, {"optimizer.learning_rate": 2, "batch_size": 64,
                                         sweeps.LABEL: "label is not a key"})
   assert isinstance(config.optimizer.learning_rate, float) and config.optimizer.learning_rate == 2.0
   assert config.batch_size == 64 and base.batch_size == 128  # a copy
   for key in ("optimizer.nope", "nope", "model.name.deeper"):
-    with pytest.raises(KeyError, match="unknown config key"):
+    with pytest.raises(KeyError, match="unknown config option"):
       sweep_members.apply_overrides(base, {key: 1})
   with pytest.raises(TypeError):
     sweep_members.apply_overrides(base, {"batch_size": "many"})

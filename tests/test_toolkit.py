@@ -17,7 +17,7 @@ from common.nn.layers import Conv, Dense
 from cnn import train as cnn_train
 from gan import augment
 from gan import evaluation
-from gan import keys as gan_keys
+from gan import options as gan_options
 from gan import losses
 from gan import players as players_lib
 from gan import spectral
@@ -116,13 +116,13 @@ def test_diff_augment_keys_identity_and_gradients():
   assert sum(float(jnp.sum(jnp.abs(g))) for g in grads) > 0
 
 
-def test_toolkit_keys_refuse_bad_values_and_combinations():
+def test_toolkit_options_refuse_bad_values_and_combinations():
   with pytest.raises(cfg.ConfigError, match="augment.policy"):
-    gan_keys.validate(load_config("sngan", **{"augment.policy": "color,flip"}))
+    gan_options.validate(load_config("sngan", **{"augment.policy": "color,flip"}))
   with pytest.raises(cfg.ConfigError, match="d_projection needs a conditional generator"):
-    gan_keys.validate(load_config("sngan", **{"model.d_projection": True}))
+    gan_options.validate(load_config("sngan", **{"model.d_projection": True}))
   with pytest.raises(cfg.ConfigError, match="needs config.model.arch='resnet'"):
-    gan_keys.validate(load_config("cgan_pd", **{"model.arch": "dcgan"}))
+    gan_options.validate(load_config("cgan_pd", **{"model.arch": "dcgan"}))
   info = datasets.DatasetInfo("odd", "1", (30, 30, 3), 10, tuple("abcdefghij"))
   with pytest.raises(cfg.ConfigError, match="'resnet' has no layout for \\(30, 30, 3\\)"):
     players_lib.build(load_config("sngan"), info, 1)  # 30 -> 15: one up-sampling stage
@@ -197,6 +197,6 @@ def test_stabilizers_sweep_members_are_valid_on_every_preset():
   sweeps.check_names(members)
   for preset in ("", "cpu", "test", "cifar10"):
     for member in members:
-      gan_keys.validate(load_config("sngan", preset, **sweeps.config_overrides(member)))
+      gan_options.validate(load_config("sngan", preset, **sweeps.config_overrides(member)))
   with pytest.raises(ValueError, match="known sweeps"):
     sngan.get_sweep("nope")

@@ -1,4 +1,4 @@
-"""Optimizers from a config block (its keys: common.keys.optimizer), all optax: one builder for
+"""Optimizers from a config block (its options: common.options.optimizer), all optax: one builder for
 the CNN and for each GAN player."""
 
 import ml_collections

@@ -21,19 +21,19 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cnn_seed.py[:preset].")
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and results; default runs/<config.name>.")
 flags.DEFINE_bool("fresh", False, "Archive a workdir holding another config's run and start afresh.")
-flags.DEFINE_bool("keys", False, "List every config key (value, default, description) and exit.")
+flags.DEFINE_bool("options", False, "List every config option (value, default, description) and exit.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize(); default: auto-detect "
                   "(TPU pods, SLURM, or JAX_COORDINATOR_ADDRESS set).")
 flags.DEFINE_bool("debug", False, "Show the traceback of errors otherwise reported in one line.")
 
-def _parser(keys: cfg.Keys) -> Callable[[list[str]], list[str]]:
-  """The flags parser of a training main: --help with the config keys, one-line errors."""
-  names = [f.name for f in FLAGS.get_flags_for_module(__name__)] + [f"config.{k}" for k in keys]
+def _parser(options: cfg.Options) -> Callable[[list[str]], list[str]]:
+  """The flags parser of a training main: --help with the config options, one-line errors."""
+  names = [f.name for f in FLAGS.get_flags_for_module(__name__)] + [f"config.{k}" for k in options]
 
   def parse(argv: list[str]) -> list[str]:
     _check_config_file(argv)
     try:
-      return entry.parse_flags(argv, names, lambda: _help(argv, keys))
+      return entry.parse_flags(argv, names, lambda: _help(argv, options))
     except flags.Error as e:
       text = str(e)
       if "Traceback" in text:  # an exception inside the config file: keep its own message
@@ -43,18 +43,18 @@ def _parser(keys: cfg.Keys) -> Callable[[list[str]], list[str]]:
     except (AttributeError, KeyError):  # an override of a key the config file lacks
       bad = next((a for a in argv[1:] if a.startswith("--config.")), "--config.")
       hint = entry.nearest(bad[2:].partition("=")[0], names)
-      sys.exit(f"Error: {bad}: unknown config key" + (f"; did you mean --{hint}?" if hint
-                                                      else "; --keys lists them."))
+      sys.exit(f"Error: {bad}: unknown config option" + (f"; did you mean --{hint}?" if hint
+                                                      else "; --options lists them."))
     except Exception as e:  # pylint: disable=broad-except
       sys.exit(f"Error: {type(e).__name__}: {' '.join(str(e).split())}")
 
   return parse
 
 
-def _help(argv: list[str], keys: cfg.Keys) -> str:
-  """The main's docstring, its flags, and every config key (with --config's values if given)."""
+def _help(argv: list[str], options: cfg.Options) -> str:
+  """The main's docstring, its flags, and every config option (with --config's values if given)."""
   doc = (sys.modules["__main__"].__doc__ or "").strip()
-  config = cfg.defaults(keys)
+  config = cfg.defaults(options)
   rest = [a for a in argv if a not in entry.HELP_FLAGS]
   try:
     if FLAGS(rest) and FLAGS.config is not None:
@@ -62,7 +62,7 @@ def _help(argv: list[str], keys: cfg.Keys) -> str:
   except Exception:  # pylint: disable=broad-except
     pass  # a bad --config: show the defaults; running without --help reports the error
   return (f"{doc}\n\nFlags:\n{entry.flags_help(__name__)}\n  --config.KEY=VALUE: override a "
-          f"config key\n\nConfig keys:\n{cfg.describe(config, keys)}")
+          f"config option\n\nConfig options:\n{cfg.describe(config, options)}")
 
 
 def _check_config_file(argv: list[str]) -> None:
@@ -109,10 +109,10 @@ def _maybe_initialize_distributed() -> None:
     jax.distributed.initialize(**kwargs)  # jax itself reads only JAX_COORDINATOR_ADDRESS
 
 
-def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
+def run(train_and_evaluate: Callable, options: cfg.Options) -> None:
   """app.run for `python -m <pkg>.main --config=FILE [--workdir=DIR] [--config.key=value ...]`.
 
-  `keys` are the run's declared config keys: validated against, and listed by --keys.
+  `options` are the run's declared config options: validated against, and listed by --options.
   """
 
   def main(argv):
@@ -120,8 +120,8 @@ def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
       sys.exit(f"Error: unexpected arguments {argv[1:]}; flags take the form --name=value.")
     if FLAGS.config is None:
       sys.exit("Error: --config=FILE is required, e.g. --config=configs/cnn_seed.py.")
-    if FLAGS.keys:
-      print(cfg.describe(FLAGS.config, keys))
+    if FLAGS.options:
+      print(cfg.describe(FLAGS.config, options))
       return
     if not FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # orbax and TFDS are chatty at INFO
@@ -135,7 +135,7 @@ def run(train_and_evaluate: Callable, keys: cfg.Keys) -> None:
     if results.get("preempted"):
       logging.info("Preempted; checkpoint saved. Rerun the same command to resume.")
 
-  app.run(main, flags_parser=_parser(keys))
+  app.run(main, flags_parser=_parser(options))
 
 
 def _train_reporting_errors(train_and_evaluate: Callable, config, workdir: str) -> dict:

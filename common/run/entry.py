@@ -67,9 +67,9 @@ def parse_flags(argv: list[str], names: list[str], help_text: Callable[[], str])
     return flags.FLAGS(argv)
   except flags.UnrecognizedFlagError as e:
     hint = nearest(e.flagname, names)
-    what = "config key" if e.flagname.startswith("config.") else "flag"
+    what = "config option" if e.flagname.startswith("config.") else "flag"
     sys.exit(f"Error: unknown {what} --{e.flagname}" + (f"; did you mean --{hint}?" if hint else "")
-             + " (--help lists the flags" + (" and config keys)." if any(
+             + " (--help lists the flags" + (" and config options)." if any(
                  n.startswith("config.") for n in names) else ")."))
 
 

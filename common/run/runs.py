@@ -26,17 +26,17 @@ class RunError(RuntimeError):
   """A workdir that holds no run of the expected kind, or another config's run; says what to do."""
 
 
-def write_run_files(workdir: str, config, info: datasets.DatasetInfo, keys: cfg.Keys,
+def write_run_files(workdir: str, config, info: datasets.DatasetInfo, options: cfg.Options,
                     retired: tuple[str, ...] = ()) -> None:
   """config.json and dataset.json (the metadata models, grids and evaluation were built from),
   after checking the workdir again: another run may have saved there while this one loaded data."""
-  check_workdir(workdir, config, keys, retired)
+  check_workdir(workdir, config, options, retired)
   reporting.write_json(workdir, CONFIG_FILE, cfg.to_dict(config))
   reporting.write_json(workdir, DATASET_FILE, info.to_json())
 
 
-def read_config(workdir: str, keys: cfg.Keys, retired: tuple[str, ...] = (), what: str = "run"):
-  """The run's saved config over today's defaults (keys added since take their default)."""
+def read_config(workdir: str, options: cfg.Options, retired: tuple[str, ...] = (), what: str = "run"):
+  """The run's saved config over today's defaults (options added since take their default)."""
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     raise RunError(f"No {what} in {workdir} (no {CONFIG_FILE}): train one there first.")
@@ -46,7 +46,7 @@ def read_config(workdir: str, keys: cfg.Keys, retired: tuple[str, ...] = (), wha
     raise RunError(f"{path} is damaged ({e}); restore it from a copy, or train afresh with "
                    "--fresh.") from None
   try:
-    return cfg.over_defaults(saved, keys, retired)
+    return cfg.over_defaults(saved, options, retired)
   except cfg.ConfigError as e:
     raise RunError(f"{workdir} holds no {what}: its {CONFIG_FILE} has {e}.") from None
 
@@ -60,7 +60,7 @@ def read_info(workdir: str, config) -> datasets.DatasetInfo:
   return datasets.dataset_info(config)
 
 
-def check_workdir(workdir: str, config, keys: cfg.Keys, retired: tuple[str, ...] = (),
+def check_workdir(workdir: str, config, options: cfg.Options, retired: tuple[str, ...] = (),
                   fresh: bool = False) -> None:
   """Refuses a workdir whose checkpoints come from another config; with fresh, archives them."""
   wd = epath.Path(workdir)
@@ -70,8 +70,8 @@ def check_workdir(workdir: str, config, keys: cfg.Keys, retired: tuple[str, ...]
   if not (wd / CONFIG_FILE).exists() or not ckpts.exists() or not any(ckpts.iterdir()):
     return
   try:
-    saved = cfg.to_dict(read_config(workdir, keys, retired))
-    diffs = cfg.differences(saved, cfg.to_dict(config), cfg.resumable(keys))
+    saved = cfg.to_dict(read_config(workdir, options, retired))
+    diffs = cfg.differences(saved, cfg.to_dict(config), cfg.resumable(options))
   except RunError:
     if not fresh:
       raise
@@ -100,7 +100,7 @@ def archive_run(workdir: str) -> str:
   return str(archive)
 
 
-def recorded_differences(workdir: str, current: dict, keys: cfg.Keys,
+def recorded_differences(workdir: str, current: dict, options: cfg.Options,
                          retired: tuple[str, ...] = ()) -> list[str] | None:
   """None when workdir holds no run (no config.json); else every key whose recorded value
   differs from `current` (a config as cfg.to_dict gives it; 'config.json unreadable' when it
@@ -108,7 +108,7 @@ def recorded_differences(workdir: str, current: dict, keys: cfg.Keys,
   if not (epath.Path(workdir) / CONFIG_FILE).exists():
     return None
   try:
-    saved = cfg.to_dict(read_config(workdir, keys, retired))
+    saved = cfg.to_dict(read_config(workdir, options, retired))
   except RunError:
     return [f"{CONFIG_FILE} unreadable"]
   return cfg.differences(saved, current)
@@ -134,7 +134,7 @@ class Restored:
   meta: dict
 
 
-def restore_run(workdir: str, keys: cfg.Keys, template: Callable[[Any, datasets.DatasetInfo], Any],
+def restore_run(workdir: str, options: cfg.Options, template: Callable[[Any, datasets.DatasetInfo], Any],
                 *, retired: tuple[str, ...] = (), step: int | str | None = None,
                 what: str = "run") -> Restored:
   """Reads a run back: config, metadata, and the latest, the best (step='best', kept by
@@ -143,7 +143,7 @@ def restore_run(workdir: str, keys: cfg.Keys, template: Callable[[Any, datasets.
   `template(config, info)` builds a state of the right structure, shapes and shardings (values
   unused); the checkpoint is only read.
   """
-  config = read_config(workdir, keys, retired, what)
+  config = read_config(workdir, options, retired, what)
   info = read_info(workdir, config)
   folder = checkpoint.BEST if step == "best" else checkpoint.LATEST
   if not (epath.Path(workdir) / folder).exists():

@@ -36,7 +36,7 @@ class Job:
   seconds: float = 0.0
   slot: str | None = None  # --launcher=tpu: the slice it runs on
   config: dict | None = None  # the member's whole config, as the run records it in config.json
-  changed: list[str] = dataclasses.field(default_factory=list)  # recorded -> asked-for keys
+  changed: list[str] = dataclasses.field(default_factory=list)  # recorded -> asked-for options
 
   @property
   def marker(self) -> str:
@@ -63,21 +63,21 @@ def finished(workdir: str) -> bool:
 
 
 def key_table(is_gan: bool):
-  """(keys, retired) of the members' kind of run."""
+  """(options, retired) of the members' kind of run."""
   if is_gan:
-    from gan import keys  # pylint: disable=g-import-not-at-top
+    from gan import options  # pylint: disable=g-import-not-at-top
   else:
-    from cnn import keys  # pylint: disable=g-import-not-at-top
-  return keys.KEYS, keys.RETIRED
+    from cnn import options  # pylint: disable=g-import-not-at-top
+  return options.OPTIONS, options.RETIRED
 
 
 def recorded_differences(job: Job, is_gan: bool) -> list[str] | None:
-  """None when the member's workdir holds no run; else the keys whose recorded value differs
+  """None when the member's workdir holds no run; else the options whose recorded value differs
   from the config asked for now ([] when it is the same run)."""
   from common.run import runs  # pylint: disable=g-import-not-at-top
   try:
-    keys, retired = key_table(is_gan)
-    return runs.recorded_differences(job.workdir, job.config, keys, retired)
+    options, retired = key_table(is_gan)
+    return runs.recorded_differences(job.workdir, job.config, options, retired)
   except Exception as e:  # pylint: disable=broad-except  # unreadable (no credentials, network)
     return [f"config.json unreadable ({type(e).__name__})"]
 
@@ -151,14 +151,14 @@ def apply_overrides(config, overrides: dict):
 
   ml_collections' config_path.set_value is what --config.key=value calls: an int for a float
   field becomes a float, a wrong type raises TypeError, an unknown key KeyError.
-  (ConfigDict.update_from_flattened_dict would silently add unknown keys instead.)
+  (ConfigDict.update_from_flattened_dict would silently add unknown options instead.)
   """
   config = config.copy_and_resolve_references()
   for key, value in sweeps.config_overrides(overrides).items():
     try:
       ml_config_path.set_value(key, config, value)
     except (KeyError, AttributeError, IndexError):
-      raise KeyError(f"unknown config key {key!r}") from None
+      raise KeyError(f"unknown config option {key!r}") from None
   return config
 
 
@@ -170,9 +170,9 @@ def fixed_overrides(fixed: list[str]) -> dict:
 def check_members(config, members: list[dict], is_gan: bool) -> list[str]:
   """Validates every member's config in this process; returns one error line per bad member."""
   if is_gan:
-    from gan.keys import validate as check  # pylint: disable=g-import-not-at-top
+    from gan.options import validate as check  # pylint: disable=g-import-not-at-top
   else:
-    from cnn.keys import validate as check  # pylint: disable=g-import-not-at-top
+    from cnn.options import validate as check  # pylint: disable=g-import-not-at-top
   errors = []
   for m in members:
     try:

@@ -186,14 +186,14 @@ def plot(rows: list[dict], groups: list[dict], varying: list[str], metric: str |
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  # One panel per distinct swept column (keys that always vary together share a panel).
+  # One panel per distinct swept column (options that always vary together share a panel).
   panels, seen = [], set()
   for k in varying:
     column = tuple(json.dumps(r.get(k), default=str) for r in rows)
     if column not in seen:
       seen.add(column)
       panels.append(k)
-  if len(panels) > 4:  # e.g. labelled members that each change many keys: the member panel says it
+  if len(panels) > 4:  # e.g. labelled members that each change many options: the member panel says it
     panels = []
   n = 1 + len(panels)
   fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)

@@ -1,32 +1,32 @@
-"""The Inception metrics' config keys (gan/keys.py adds them to the GANs'); imports no JAX."""
+"""The Inception metrics' config options (gan/options.py adds them to the GANs'); imports no JAX."""
 
 import os
 
 from common import config as cfg
-from common.config import Key
+from common.config import Option
 
 ENV = "INCEPTION_WEIGHTS"  # a machine-wide copy of the weights file
 RESIZES = ("pytorch_fid", "clean")  # gan.inception.RESIZES: how images reach 299x299
 SPLITS = ("train", "test")
 
-KEYS: cfg.Keys = {
-    "inception_weights": Key("", cfg.TEXT, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+OPTIONS: cfg.Options = {
+    "inception_weights": Option("", cfg.TEXT, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
                              "for the Inception FID, IS and KID ('': $INCEPTION_WEIGHTS, or none)",
                              resumable=True),
-    "inception_resize": Key("pytorch_fid", cfg.choice(*RESIZES),
+    "inception_resize": Option("pytorch_fid", cfg.choice(*RESIZES),
                             "resizing to 299x299: pytorch_fid (bilinear) or clean (bicubic, "
                             "antialiased, as clean-fid)", resumable=True),
-    "inception_batch_size": Key(100, cfg.integer(1), "images per Inception pass, split over "
+    "inception_batch_size": Option(100, cfg.integer(1), "images per Inception pass, split over "
                                 "every device", resumable=True),
-    "inception_reference_split": Key("train", cfg.choice(*SPLITS),
+    "inception_reference_split": Option("train", cfg.choice(*SPLITS),
                                      "real images that samples are compared with; the `real` "
                                      "values are the other split's", resumable=True),
-    "inception_reference_samples": Key(0, cfg.integer(0), "images of the reference split "
+    "inception_reference_samples": Option(0, cfg.integer(0), "images of the reference split "
                                        "(0: all)", resumable=True),
-    "inception_reference_stats": Key("", cfg.TEXT, "a pytorch-fid .npz (mu, sigma) replacing "
+    "inception_reference_stats": Option("", cfg.TEXT, "a pytorch-fid .npz (mu, sigma) replacing "
                                      "the reference's own statistics for the FID",
                                      resumable=True),
-    "train_inception_samples": Key(0, cfg.integer(0), "samples for eval_inception_fid every "
+    "train_inception_samples": Option(0, cfg.integer(0), "samples for eval_inception_fid every "
                                    "eval_every_epochs while training (0: off)", resumable=True),
 }
 

@@ -1,8 +1,8 @@
-"""The modern GAN toolkit's config keys (spectral norm, projection, DiffAugment, LeCam), each
-declared once, and the combinations they refuse; gan.keys merges them. Imports no JAX."""
+"""The modern GAN toolkit's config options (spectral norm, projection, DiffAugment, LeCam), each
+declared once, and the combinations they refuse; gan.options merges them. Imports no JAX."""
 
 from common import config as cfg
-from common.config import Key
+from common.config import Option
 
 SPECTRAL_NORM = ("none", "d", "g_and_d")
 AUGMENTS = ("color", "translation", "cutout")  # gan.augment.AUGMENTS applies each
@@ -16,23 +16,23 @@ def policy_names(policy: str) -> list[str]:
 POLICY = cfg.Rule((str,), lambda v: set(policy_names(v)) <= set(AUGMENTS),
                   "'' or a comma-separated subset of " + ", ".join(AUGMENTS))
 
-KEYS: cfg.Keys = {
-    "model.spectral_norm": Key("none", cfg.choice(*SPECTRAL_NORM),
+OPTIONS: cfg.Options = {
+    "model.spectral_norm": Option("none", cfg.choice(*SPECTRAL_NORM),
                                "spectral normalization (Miyato et al. 2018) of every kernel: none, "
                                "d, or g_and_d; one power iteration per training forward pass"),
-    "model.d_projection": Key(False, cfg.FLAG, "projection discriminator (Miyato and Koyama 2018): "
+    "model.d_projection": Option(False, cfg.FLAG, "projection discriminator (Miyato and Koyama 2018): "
                               "logit + <embed(y), features>"),
-    "augment.policy": Key("", POLICY, "DiffAugment (Zhao et al. 2020) on D's real and generated "
+    "augment.policy": Option("", POLICY, "DiffAugment (Zhao et al. 2020) on D's real and generated "
                           "inputs: '' or a subset of color,translation,cutout"),
-    "loss.lecam_weight": Key(0.0, cfg.number(0.0), "LeCam regularization lambda (Tseng et al. "
+    "loss.lecam_weight": Option(0.0, cfg.number(0.0), "LeCam regularization lambda (Tseng et al. "
                              "2021; 0: off)"),
-    "loss.lecam_decay": Key(0.99, cfg.number(0.0, 1.0, open_hi=True),
+    "loss.lecam_decay": Option(0.99, cfg.number(0.0, 1.0, open_hi=True),
                             "LeCam: decay of the EMAs of D's outputs on real and generated images"),
 }
 
 
 def validate(config) -> None:
-  """Combinations of the toolkit's keys with the others that per-key rules can't see."""
+  """Combinations of the toolkit's options with the others that per-option rules can't see."""
   m = config.model
   if m.d_projection and m.conditioning == "none":
     raise cfg.ConfigError("config.model.d_projection needs a conditional generator: set "
