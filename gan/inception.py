@@ -5,7 +5,8 @@ the TensorFlow graph's blocks (FIDInceptionA/C/E_1/E_2: average pools that exclu
 pool in the last block), batch norm with eps 1e-3 and convolutions without bias. Parameters are a
 flat dict keyed by the PyTorch module names (`Mixed_5b.branch1x1` -> (kernel HWIO, bias)), batch
 norm folded into each convolution (gan/inception_weights.py reads and folds them), so the forward
-is a pure function, jitted once per batch shape, every convolution at HIGHEST precision.
+is a pure function, jitted once per batch shape, every convolution at HIGHEST precision (on
+CPU, 3x3 stride-1 ones by Winograd's F(2x2, 3x3) from common/nn/kernels.py: ~3e-7 relative).
 
 Images reach 299x299 by a named convention (RESIZES), recorded with every result:
   pytorch_fid  bilinear as F.interpolate(align_corners=False, no antialias), as pytorch-fid
@@ -23,6 +24,7 @@ import numpy as np
 from jax import lax
 
 from common import parallel
+from common.nn import kernels
 from gan import inception_options
 
 SIZE = 299  # the network's input side
@@ -51,10 +53,9 @@ def resize(images: jax.Array, convention: str, size: int = SIZE) -> jax.Array:
 
 def _conv(p: dict, name: str, x, stride: int = 1, pad=(0, 0)):
   """BasicConv2d: convolution, batch norm (folded into kernel and bias), ReLU."""
-  kernel, bias = p[name]
-  y = lax.conv_general_dilated(x, kernel, (stride, stride), ((pad[0], pad[0]), (pad[1], pad[1])),
-                               dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST)
-  return jax.nn.relu(y + bias)
+  kernel, bias = p[name]  # kernels.conv: lax's conv, but Winograd for 3x3 stride 1 on CPU
+  return jax.nn.relu(kernels.conv(x, kernel, bias, (stride, stride),
+                                  ((pad[0], pad[0]), (pad[1], pad[1]))))
 
 
 def _max_pool(x, stride: int = 2, pad: int = 0):
@@ -139,9 +140,20 @@ def forward(params: dict, x: jax.Array) -> dict:
   return {"pool3": pool3, "logits": unbiased + bias, "logits_unbiased": unbiased}
 
 
+# XLA:CPU runs this network 1.4x faster per image on 10 images at a time than on 100 (the
+# activations stay in cache; measured on the 2-core AMD EPYC VM, 2026-12-06): on CPU a batch runs
+# as a loop over slices of CPU_SLICE images, inside the same compiled call.
+CPU_SLICE = 10
+
+
 @functools.partial(jax.jit, static_argnums=2)  # one compilation per shape and convention
 def _extract(params: dict, images: jax.Array, convention: str) -> dict:
-  return forward(params, resize(images, convention))
+  x = resize(images, convention)
+  n = x.shape[0]
+  if jax.default_backend() != "cpu" or n <= CPU_SLICE or n % CPU_SLICE:
+    return forward(params, x)
+  out = lax.map(lambda part: forward(params, part), x.reshape((-1, CPU_SLICE) + x.shape[1:]))
+  return {k: v.reshape((n,) + v.shape[2:]) for k, v in out.items()}
 
 
 class Extractor:

@@ -30,6 +30,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gan import inception  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gan import inception_weights  # pylint: disable=g-import-not-at-top,wrong-import-position
+from scripts.machine import cpu_info, device_limits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 2000, "Images per timed pass.")
@@ -90,9 +91,14 @@ def main(argv):
       rows.append(measure_peer(weights, images_file))
   if "images_per_sec" in rows[-1] and len(rows) == 2:
     rows[0]["ours_over_peer"] = rows[0]["images_per_sec"] / rows[1]["images_per_sec"]
+  limits = device_limits()
+  meta = {"date": time.strftime("%Y-%m-%d"), "jax": jax.__version__, **cpu_info(),
+          "matmul_flops_per_s": limits["matmul_flops_per_s"], "matmul": limits["matmul"]}
   if FLAGS.json:
-    print(json.dumps({"rows": rows}))
+    print(json.dumps({"meta": meta, "rows": rows}))
     return
+  print(f"{meta['date']}, CPU: {meta['cpu_model']}, {os.cpu_count()} cpus; matmul "
+        f"{meta['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s ({meta['matmul']}, measured now)")
   print("| framework | device | batch | images/s | first pass (s) | ours / peer |")
   print("| --- | --- | --- | --- | --- | --- |")
   for r in rows:

@@ -114,10 +114,6 @@ def test_two_processes_read_their_own_rows_from_disk(tmp_path):
   _assert_params_close(tmp_path / "multi", tmp_path / "single", 1024 // 128)
 
 
-@pytest.mark.skipif(
-    tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 12),
-    reason="known open problem: on jax 0.12.1 the second pair of 2-process CPU runs hangs at its "
-           "first collective after compiling (seen 2026-12-06; passes on jax 0.10.2)")
 def test_sigterm_to_one_process_stops_all_at_one_step_and_rerun_matches(tfds_dir, tmp_path):
   """SIGTERM reaches process 1 only; the flags gathered at each chunk boundary stop both together."""
   args = ["-m", "cnn.main", "--config=configs/cnn_seed.py:test", f"--config.num_epochs={EPOCHS}",

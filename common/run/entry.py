@@ -30,7 +30,12 @@ def enable_compilation_cache() -> None:
   """JAX's persistent compilation cache, so reruns and sweep members skip recompiling.
 
   $JAX_COMPILATION_CACHE_DIR (read by JAX itself) overrides the default user cache directory.
+  Off for several processes on CPU: on jax 0.12.1 their executables read back from the cache hang
+  at the first cross-process (Gloo) collective, so a resumed 2-process CPU run never trained.
   """
+  if jax.process_count() > 1 and jax.default_backend() == "cpu":
+    jax.config.update("jax_enable_compilation_cache", False)
+    return
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
                          "jaxgan", "jax_compilation_cache")
