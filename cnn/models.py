@@ -38,7 +38,7 @@ def seed_cnn(input_shape: tuple[int, ...], num_classes: int, *, dtype=None,
   pooled = _after(input_shape, lambda s: (s - 2) // 2)
   return Sequential(
       Conv(input_shape[-1], 16, (3, 3), activation="relu", dtype=dtype, rngs=rngs),
-      MaxPool(2),
+      MaxPool(2, fuse_conv=True),  # one fused kernel with the conv: several times faster on CPU
       Dropout(0.25),
       Flatten(),
       Dense(math.prod(pooled) * 16, SEED_HIDDEN, activation="relu", dtype=dtype, rngs=rngs),
@@ -82,14 +82,14 @@ def lenet_cnn(input_shape: tuple[int, ...], num_classes: int, widths: tuple[int,
               rngs: nnx.Rngs) -> Sequential:
   """LeNet-style: per width a 5x5 valid conv + ReLU + 2x max pool; a dense head with dropout.
 
-  Cheap on CPU: the first conv + pool run as one fused kernel (see common.nn.layers.Sequential).
+  Cheap on CPU: the first conv + pool run as one fused kernel (MaxPool(fuse_conv=True)).
   """
   ndim = len(input_shape) - 1
   kernel = (5,) * ndim
   layers, cin, spatial = [], input_shape[-1], tuple(input_shape)
   for width in widths:
     layers += [Conv(cin, width, kernel, activation="relu", dtype=dtype, rngs=rngs),
-               MaxPool(2, ndim)]
+               MaxPool(2, ndim, fuse_conv=not layers)]  # the first pair: one fused kernel
     cin, spatial = width, _after(spatial, lambda s: (s - 4) // 2) + (width,)
   return Sequential(*layers, *_head(cin, spatial[:-1], hidden, dropout, num_classes, dtype, rngs))
 

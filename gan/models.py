@@ -140,10 +140,10 @@ def _keras_acgan(m, shape, k, zin, dtype, rngs):
   g = Sequential(
       Dense(zin, m.g_hidden, "relu", dtype=dtype, kernel_init=dense_init, rngs=rngs),
       Dense(m.g_hidden, w * base * base, "relu", dtype=dtype, kernel_init=dense_init, rngs=rngs),
-      Reshape((base, base, w)), UpSample(2),
+      Reshape((base, base, w)), UpSample(2, fuse_conv=True),  # up-sampled inside the conv
       Conv(w, 2 * w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
            kernel_init=conv_init, rngs=rngs),
-      UpSample(2),
+      UpSample(2, fuse_conv=True),
       Conv(2 * w, w, (5, 5), padding="SAME", activation="relu", dtype=dtype,
            kernel_init=conv_init, rngs=rngs),
       Conv(w, shape[2], (2, 2), padding="SAME", activation="tanh", dtype=dtype,

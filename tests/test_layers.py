@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from common.nn import layers
@@ -98,7 +99,7 @@ def test_fused_first_conv_and_pool_equal_the_layers_applied_one_by_one():
       h = layer(h, train=True, key=jax.random.fold_in(key, i) if layer.stochastic else None)
     return jnp.sum(h ** 2)
 
-  assert isinstance(model.layers[0], layers.Conv) and model.layers[0].fuses_with(model.layers[1])
+  assert isinstance(model.layers[0], layers.Conv) and model.layers[1].fuse_conv
   g_fused = jax.grad(loss)(params, True)
   g_plain = jax.grad(loss)(params, False)
   for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_plain)):
@@ -107,9 +108,10 @@ def test_fused_first_conv_and_pool_equal_the_layers_applied_one_by_one():
 
 def test_upsample_then_conv_runs_fused_and_equals_the_layers_one_by_one():
   rngs = nnx.Rngs(0)
-  model = layers.Sequential(layers.UpSample(2), layers.Conv(4, 6, (5, 5), padding="SAME",
-                                                            activation="relu", rngs=rngs),
-                            layers.UpSample(2), layers.Conv(6, 3, (3, 3), padding="SAME", rngs=rngs))
+  model = layers.Sequential(layers.UpSample(2, fuse_conv=True),
+                            layers.Conv(4, 6, (5, 5), padding="SAME", activation="relu", rngs=rngs),
+                            layers.UpSample(2, fuse_conv=True),
+                            layers.Conv(6, 3, (3, 3), padding="SAME", rngs=rngs))
   graphdef, params = nnx.split(model, nnx.Param)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 5, 4))
 
@@ -128,6 +130,30 @@ def test_upsample_then_conv_runs_fused_and_equals_the_layers_one_by_one():
                   jax.tree.leaves(jax.grad(loss)(params, False))):
     # Winograd sums in another order: agree to 1e-5 of each gradient's largest entry.
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5 * float(np.abs(b).max()))
+
+
+def test_the_builders_fusions_run_their_kernels_and_bad_pairs_are_refused(monkeypatch):
+  """MaxPool/UpSample(fuse_conv=True) call the fused kernels; a pair the kernel can't take raises
+  when the model is built."""
+  calls = []
+  for name in ("conv_relu_maxpool", "upsample_conv"):
+    real = getattr(layers.kernels, name)
+    monkeypatch.setattr(layers.kernels, name,
+                        lambda *a, real=real, name=name: calls.append(name) or real(*a))
+  models.seed_cnn((28, 28, 1), 10, rngs=nnx.Rngs(0))(jnp.zeros((2, 28, 28, 1)))
+  rngs = nnx.Rngs(0)
+  layers.Sequential(layers.UpSample(2, fuse_conv=True),
+                    layers.Conv(4, 6, (3, 3), padding="SAME", rngs=rngs))(jnp.zeros((1, 3, 3, 4)))
+  assert calls == ["conv_relu_maxpool", "upsample_conv"]
+  with pytest.raises(ValueError, match="stride-1 'VALID' Conv with relu"):
+    layers.Sequential(layers.Conv(1, 4, (3, 3), padding="SAME", activation="relu", rngs=rngs),
+                      layers.MaxPool(2, fuse_conv=True))
+  with pytest.raises(ValueError, match="second layer"):
+    layers.Sequential(layers.Flatten(), layers.Conv(1, 4, (3, 3), activation="relu", rngs=rngs),
+                      layers.MaxPool(2, fuse_conv=True))
+  with pytest.raises(ValueError, match="stride-1 'SAME' Conv"):
+    layers.Sequential(layers.UpSample(2, fuse_conv=True),
+                      layers.Conv(4, 6, (3, 3), strides=2, padding="SAME", rngs=rngs))
 
 
 def test_course_cnn_sizes_its_dense_layer_from_the_input_shape():

@@ -82,15 +82,13 @@ class Conv(Layer):
     y = kernels.conv(*self.weights(x), self.strides, self.padding)
     return self.activation(y) if self.activation else y
 
-  def takes_upsampled(self, previous: "Layer") -> bool:
-    """Whether upsample -> conv can run as kernels.upsample_conv ('SAME', stride 1)."""
-    return (isinstance(previous, UpSample) and self.padding == "SAME"
-            and set(self.strides) == {1})
-
-  def fuses_with(self, pool: "Layer") -> bool:
-    """Whether conv -> relu -> pool can run as kernels.conv_relu_maxpool (valid, stride 1)."""
-    return (isinstance(pool, MaxPool) and self.activation_name == "relu"
-            and self.padding == "VALID" and set(self.strides) == {1})
+  def check_fusable(self, kernel: str, padding: str, relu: bool = False) -> None:
+    """Raises ValueError unless this conv can run inside `kernel` (stride 1, `padding`)."""
+    if self.padding != padding or set(self.strides) != {1} or (relu and
+                                                               self.activation_name != "relu"):
+      raise ValueError(f"kernels.{kernel} needs a stride-1 {padding!r} Conv"
+                       f"{' with relu' if relu else ''}; got strides {self.strides}, padding "
+                       f"{self.padding!r}, activation {self.activation_name!r}.")
 
 
 class Embed(Layer):
@@ -106,9 +104,14 @@ class Embed(Layer):
 
 
 class MaxPool(Layer):
-  def __init__(self, window: int = 2, ndim: int = 2):
+  """Max pooling; `fuse_conv=True` (the builder's choice, for the model's first two layers: a relu
+  'VALID' stride-1 Conv, then this pool) runs both as kernels.conv_relu_maxpool, several times
+  faster on CPU (the model's input needs no gradient)."""
+
+  def __init__(self, window: int = 2, ndim: int = 2, *, fuse_conv: bool = False):
     self.keras_name = f"MaxPooling{ndim}D"
     self.window = window
+    self.fuse_conv = fuse_conv
 
   def __call__(self, x, *, train=False, key=None):
     return max_pool(x, self.window)
@@ -177,11 +180,15 @@ class ConvTranspose(Layer):
 
 
 class UpSample(Layer):
-  """Nearest-neighbour up-sampling by an integer factor on every spatial axis (Keras's default)."""
+  """Nearest-neighbour up-sampling by an integer factor on every spatial axis (Keras's default).
+  `fuse_conv=True` (the builder's choice; the next layer a 'SAME' stride-1 Conv) runs both as
+  kernels.upsample_conv, which never builds the up-sampled image (2.8x fewer FLOPs for 5x5 after
+  2x)."""
   keras_name = "UpSampling2D"
 
-  def __init__(self, factor: int = 2):
+  def __init__(self, factor: int = 2, *, fuse_conv: bool = False):
     self.factor = factor
+    self.fuse_conv = fuse_conv
 
   def __call__(self, x, *, train=False, key=None):
     for axis in range(1, x.ndim - 1):
@@ -214,33 +221,39 @@ class LayerNorm(Layer):
 class Sequential(nnx.Module):
   """Layers applied in order; stochastic layers get fold_in(key, index).
 
-  Two optimizations, same function: a first layer `Conv(relu, VALID)` followed by `MaxPool` runs
-  as the fused kernels.conv_relu_maxpool (the input needs no gradient), several times faster on
-  CPU; `UpSample` followed by a 'SAME' `Conv` runs as kernels.upsample_conv, which never builds
-  the up-sampled image (2.8x fewer FLOPs for 5x5 after 2x).
+  A layer built with `fuse_conv=True` (MaxPool, UpSample) runs together with its Conv as one
+  kernel of common/nn/kernels.py, the same function; the pairs are checked here, when built.
   """
 
   def __init__(self, *layers: Layer):
     self.layers = nnx.List(layers)
+    for i, layer in enumerate(layers):
+      if isinstance(layer, MaxPool) and layer.fuse_conv:
+        if i != 1 or not isinstance(layers[0], Conv):
+          raise ValueError("MaxPool(fuse_conv=True) must be the second layer, after a Conv: the "
+                           "fused conv-relu-pool kernel gives its input no gradient.")
+        layers[0].check_fusable("conv_relu_maxpool", "VALID", relu=True)
+      if isinstance(layer, UpSample) and layer.fuse_conv:
+        if i + 1 == len(layers) or not isinstance(layers[i + 1], Conv):
+          raise ValueError("UpSample(fuse_conv=True) must come right before a Conv.")
+        layers[i + 1].check_fusable("upsample_conv", "SAME")
 
   def __call__(self, x, *, train: bool = False, key: jax.Array | None = None):
-    start = 0
-    first = self.layers[0]
-    if len(self.layers) > 1 and isinstance(first, Conv) and first.fuses_with(self.layers[1]):
-      x = kernels.conv_relu_maxpool(*first.weights(x), self.layers[1].window)
-      start = 2
-    i = start
+    i = 0
     while i < len(self.layers):
       layer = self.layers[i]
       following = self.layers[i + 1] if i + 1 < len(self.layers) else None
-      if isinstance(following, Conv) and following.takes_upsampled(layer):
+      if isinstance(following, MaxPool) and following.fuse_conv:
+        x = kernels.conv_relu_maxpool(*layer.weights(x), following.window)
+        i += 2
+      elif isinstance(layer, UpSample) and layer.fuse_conv:
         y = kernels.upsample_conv(*following.weights(x), layer.factor)
         x = following.activation(y) if following.activation else y
         i += 2
-        continue
-      sub = jax.random.fold_in(key, i) if (layer.stochastic and train) else None
-      x = layer(x, train=train, key=sub)
-      i += 1
+      else:
+        sub = jax.random.fold_in(key, i) if (layer.stochastic and train) else None
+        x = layer(x, train=train, key=sub)
+        i += 1
     return x
 
 
