@@ -113,6 +113,14 @@ MUTATIONS = (
     Mutation("placement-per-process", "common/data/placement.py",
              "/ len(mesh.local_devices)\n", "\n",
              ("tests/test_streaming.py", "-k", "auto_placement")),
+    Mutation("disk-workers-slices", "common/data/disk.py",
+             "self.prefetch_steps // self.read_workers)))",
+             "self.prefetch_steps // self.read_workers)), sequential_slice=True)",
+             ("tests/test_streaming.py", "-k", "worker_processes")),
+    # Kernel selection.
+    Mutation("layers-fusion-ignored", "common/nn/layers.py",
+             "if isinstance(following, MaxPool) and following.fuse_conv:", "if False:",
+             ("tests/test_layers.py", "-k", "builders_fusions")),
 )
 
 
