@@ -243,10 +243,11 @@ class Sequential(nnx.Module):
     while i < len(self.layers):
       layer = self.layers[i]
       following = self.layers[i + 1] if i + 1 < len(self.layers) else None
-      if isinstance(following, MaxPool) and following.fuse_conv:
+      # A Conv wrapped later (gan/spectral.py normalizes its kernel) runs unfused.
+      if isinstance(following, MaxPool) and following.fuse_conv and isinstance(layer, Conv):
         x = kernels.conv_relu_maxpool(*layer.weights(x), following.window)
         i += 2
-      elif isinstance(layer, UpSample) and layer.fuse_conv:
+      elif isinstance(layer, UpSample) and layer.fuse_conv and isinstance(following, Conv):
         y = kernels.upsample_conv(*following.weights(x), layer.factor)
         x = following.activation(y) if following.activation else y
         i += 2
