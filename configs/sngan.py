@@ -41,14 +41,16 @@ def get_config(preset: str = ""):
   c.batch_size = 64
   c.num_epochs = 40
   if preset == "cpu":
-    # One D step per G step with Adam (0.5, 0.999): the paper's setting C (its Table 1), which
-    # trains further per minute here. Measured (2-core AMD EPYC, quiet, classifier FD of 1,000
-    # samples): n_dis 5 with (0, 0.9) reached 121.6 after 3 epochs (561 G steps, 385 s); n_dis 1
-    # reached 104.0 after 1 epoch and 86.2 after 2 (937 G steps each). Widths 32 cost 2x a step.
+    # The paper's setting C (its Table 1: 1 D step, Adam (0.5, 0.999)) at 4x its rate and half
+    # its batch, which trains furthest in 3 epochs on 2 cores (BENCHMARKS.md, "The GAN toolkit on
+    # 2 CPU cores"; a step of 32 costs 0.42x a step of 64 here). Classifier FD of 1,000 samples
+    # after epochs 1-3, batch 64: 104.0, 86.2, 81.6 at 2e-4; 69.3, 57.5, 32.5 at 8e-4; 94.6 after
+    # epoch 1 at 1.6e-3; batch 32: 79.3, 54.7 at 4e-4; 61.7, 37.4, ... at 8e-4. Widths 32 cost 2x.
     gan_base.cpu(c, width=16)
     c.d_steps = 1
-    c.g_optimizer.update(b1=0.5, b2=0.999)
-    c.d_optimizer.update(b1=0.5, b2=0.999)
+    c.batch_size = 32
+    c.g_optimizer.update(learning_rate=8e-4, b1=0.5, b2=0.999)
+    c.d_optimizer.update(learning_rate=8e-4, b1=0.5, b2=0.999)
     c.num_epochs = 3
   if preset == "cifar10":
     c.name = "sngan_cifar10"

@@ -62,7 +62,7 @@ class GBlock(nnx.Module):
     h = self.up(jax.nn.relu(self.bn1(x, labels, train=train)))
     h = self.conv1(h, train=train)
     h = self.conv2(jax.nn.relu(self.bn2(h, labels, train=train)), train=train)
-    return h + self.shortcut(self.up(x), train=train)
+    return h + self.up(self.shortcut(x, train=train))  # a 1x1 conv commutes with up-sampling
 
 
 class ResNetGenerator(nnx.Module):
@@ -112,10 +112,9 @@ class DBlock(nnx.Module):
     h = avg_pool(h) if self.down else h
     if self.shortcut is None:
       return h + x
-    if self.first:  # the optimized block pools, then convolves; the others the other way round
-      return h + self.shortcut(avg_pool(x), train=train)
-    s = self.shortcut(x, train=train)
-    return h + (avg_pool(s) if self.down else s)
+    # Pool, then the 1x1 conv: SNGAN's optimized block does; its other blocks convolve first, but
+    # a 1x1 conv commutes with average pooling, so this is their function at 4x fewer FLOPs.
+    return h + self.shortcut(avg_pool(x) if self.down else x, train=train)
 
 
 class ResNetDiscriminator(Layer):
