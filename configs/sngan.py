@@ -16,8 +16,9 @@ learning-rate decay; FID here is the project classifier's unless Inception weigh
 configured, the classifier from
 `python -m cnn.main --config=configs/cnn.py --config.dataset=cifar10 --workdir=runs/cnn_cifar10`.
 :cpu is MNIST at widths 16 with one D step per G step and Adam (0.5, 0.999), the paper's
-setting C (see below; 3 epochs, 484 s on 2 cores, classifier FD 73.5: short of the DCGAN, WGAN and
-WGAN-GP presets' 50.6-56.3, see BENCHMARKS.md); :test is seconds, for the tests.
+setting C, at 4x its rate (8e-4) and batch 32 (see below): 3 epochs, 477 s on 2 cores, classifier
+FD 26.3 (the DCGAN, WGAN and WGAN-GP presets' best: 50.6-56.3); on Fashion-MNIST 19.03 (DCGAN's
+18.99, WGAN's 19.79, WGAN-GP's 29.87), BENCHMARKS.md. :test is seconds, for the tests.
 """
 
 from configs import gan_base
@@ -45,7 +46,9 @@ def get_config(preset: str = ""):
     # its batch, which trains furthest in 3 epochs on 2 cores (BENCHMARKS.md, "The GAN toolkit on
     # 2 CPU cores"; a step of 32 costs 0.42x a step of 64 here). Classifier FD of 1,000 samples
     # after epochs 1-3, batch 64: 104.0, 86.2, 81.6 at 2e-4; 69.3, 57.5, 32.5 at 8e-4; 94.6 after
-    # epoch 1 at 1.6e-3; batch 32: 79.3, 54.7 at 4e-4; 61.7, 37.4, ... at 8e-4. Widths 32 cost 2x.
+    # epoch 1 at 1.6e-3 (with G's EMA); batch 32: 79.3, 54.7 at 4e-4; 61.7, 37.4, 30.3 at 8e-4
+    # (57.5, 42.7, 39.9 with cosine decay). Widths 32 cost 2x a step. G's EMA (0.999) did not
+    # help: FD of 10,000 samples 33.2 with it, 28.1 without (batch 64, 8e-4).
     gan_base.cpu(c, width=16)
     c.d_steps = 1
     c.batch_size = 32

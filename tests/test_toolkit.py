@@ -20,6 +20,7 @@ from gan import evaluation
 from gan import options as gan_options
 from gan import losses
 from gan import players as players_lib
+from gan import resnet
 from gan import spectral
 from gan import step as step_lib
 from gan import train as gan_train
@@ -46,6 +47,23 @@ def test_spectral_norm_brings_the_largest_singular_value_to_one(layer):
   np.testing.assert_array_equal(sn(x, train=False), sn(x, train=False))
   np.testing.assert_array_equal(sn.u[...], u)  # evaluation keeps u
   assert y.shape[0] == 2
+
+
+def test_resnet_blocks_compute_the_papers_shortcuts():
+  """The 1x1 shortcut convs run on the small side of up-sampling and pooling; the function must
+  stay the paper's: G's shortcut up-samples then convolves, D's (past the first block) convolves
+  then pools."""
+  init = nnx.initializers.glorot_uniform()
+  g = resnet.GBlock(4, 6, 0, init, dtype=None, rngs=nnx.Rngs(0))
+  d = resnet.DBlock(6, 5, True, False, lambda c: [], init, dtype=None, rngs=nnx.Rngs(1))
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 4))
+  up = lambda v: jnp.repeat(jnp.repeat(v, 2, axis=1), 2, axis=2)
+  h = up(jax.nn.relu(g.bn1(x, None, train=False)))
+  h = g.conv2(jax.nn.relu(g.bn2(g.conv1(h), None, train=False)))
+  np.testing.assert_allclose(g(x, None, train=False), h + g.shortcut(up(x)), atol=1e-5)
+  y = jax.random.normal(jax.random.PRNGKey(3), (2, 8, 8, 6))
+  h = resnet.avg_pool(d.conv2(jax.nn.relu(d.conv1(jax.nn.relu(y)))))
+  np.testing.assert_allclose(d(y, train=False), h + resnet.avg_pool(d.shortcut(y)), atol=1e-5)
 
 
 def test_hinge_projection_and_lecam_against_their_formulas():
