@@ -16,8 +16,8 @@ learning-rate decay; FID here is the project classifier's unless Inception weigh
 configured, the classifier from
 `python -m cnn.main --config=configs/cnn.py --config.dataset=cifar10 --workdir=runs/cnn_cifar10`.
 :cpu is MNIST at widths 16 with one D step per G step and Adam (0.5, 0.999), the paper's
-setting C, at 4x its rate (8e-4) and batch 32 (see below): 3 epochs, 477 s on 2 cores, classifier
-FD 26.3 (the DCGAN, WGAN and WGAN-GP presets' best: 50.6-56.3); on Fashion-MNIST 19.03 (DCGAN's
+setting C, at 4x its rate (8e-4) and batch 16 (see below): 3 epochs, 463 s on 2 cores, classifier
+FD 23.3 (the DCGAN, WGAN and WGAN-GP presets' best: 50.6-56.3); on Fashion-MNIST 13.54 (DCGAN's
 18.99, WGAN's 19.79, WGAN-GP's 29.87), BENCHMARKS.md. :test is seconds, for the tests.
 """
 
@@ -42,16 +42,16 @@ def get_config(preset: str = ""):
   c.batch_size = 64
   c.num_epochs = 40
   if preset == "cpu":
-    # The paper's setting C (its Table 1: 1 D step, Adam (0.5, 0.999)) at 4x its rate and half
-    # its batch, which trains furthest in 3 epochs on 2 cores (BENCHMARKS.md, "The GAN toolkit on
-    # 2 CPU cores"; a step of 32 costs 0.42x a step of 64 here). Classifier FD of 1,000 samples
-    # after epochs 1-3, batch 64: 104.0, 86.2, 81.6 at 2e-4; 69.3, 57.5, 32.5 at 8e-4; 94.6 after
-    # epoch 1 at 1.6e-3 (with G's EMA); batch 32: 79.3, 54.7 at 4e-4; 61.7, 37.4, 30.3 at 8e-4
-    # (57.5, 42.7, 39.9 with cosine decay). Widths 32 cost 2x a step. G's EMA (0.999) did not
-    # help: FD of 10,000 samples 33.2 with it, 28.1 without (batch 64, 8e-4).
+    # The paper's setting C (its Table 1: 1 D step, Adam (0.5, 0.999)) at 4x its rate and a
+    # quarter of its batch, which trains furthest in 3 epochs on 2 cores (BENCHMARKS.md, "The GAN
+    # toolkit on 2 CPU cores": an epoch at batch 16 costs less than at 32 or 64 here). Classifier
+    # FD of 1,000 samples after epochs 1-3 on MNIST, batch 64: 104.0, 86.2, 81.6 at 2e-4; 69.3,
+    # 57.5, 32.5 at 8e-4; batch 32: 79.3, 54.7 at 4e-4; 61.7, 37.4, 30.3 at 8e-4 (57.5, 42.7, 39.9
+    # with cosine decay); on Fashion-MNIST at 8e-4, batch 32: 40.0, 26.2, 22.1; batch 16: 33.2,
+    # 20.5, 15.5. G's EMA (0.999) did not help (FD 33.2 with it, 28.1 without: batch 64, MNIST).
     gan_base.cpu(c, width=16)
     c.d_steps = 1
-    c.batch_size = 32
+    c.batch_size = 16
     c.g_optimizer.update(learning_rate=8e-4, b1=0.5, b2=0.999)
     c.d_optimizer.update(learning_rate=8e-4, b1=0.5, b2=0.999)
     c.num_epochs = 3
