@@ -57,7 +57,7 @@ def test_resnet_blocks_compute_the_papers_shortcuts():
   g = resnet.GBlock(4, 6, 0, init, dtype=None, rngs=nnx.Rngs(0))
   d = resnet.DBlock(6, 5, True, False, lambda c: [], init, dtype=None, rngs=nnx.Rngs(1))
   x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 4))
-  up = lambda v: jnp.repeat(jnp.repeat(v, 2, axis=1), 2, axis=2)
+  up = g.up  # nearest up-sampling, the project's layer
   h = up(jax.nn.relu(g.bn1(x, None, train=False)))
   h = g.conv2(jax.nn.relu(g.bn2(g.conv1(h), None, train=False)))
   np.testing.assert_allclose(g(x, None, train=False), h + g.shortcut(up(x)), atol=1e-5)
