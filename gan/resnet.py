@@ -3,7 +3,8 @@
 
 G: z -> Dense s x s x g_width -> n up-sampling residual blocks (BN, ReLU, 2x nearest up-sampling,
 conv 3x3, BN, ReLU, conv 3x3; shortcut: up-sampling, conv 1x1) -> BN, ReLU, conv 3x3, tanh. A
-conditional generator's block norms are conditional batch norm: a class's own gain and bias.
+conditional generator's block norms are conditional batch norm: a class's own gain and bias, or
+(model.g_shared_embedding > 0) linear maps of one class embedding shared by all blocks (BigGAN).
 D: an 'optimized' first block (conv, ReLU, conv, 2x2 average pool; shortcut pool then conv 1x1),
 n - 1 down-sampling blocks, 2 blocks at the last size (ReLU, conv 3x3, ReLU, conv 3x3), then ReLU
 and a global sum pool: features [B, d_width] for the Discriminator's heads (and projection).
@@ -27,63 +28,82 @@ def _conv(cin: int, cout: int, k: int, init, dtype, rngs) -> Conv:
 
 
 class ConditionalBatchNorm(nnx.Module):
-  """Batch norm whose gain and bias are the class's own (de Vries et al. 2017, as in SNGAN's
-  conditional G); with num_classes 0, ordinary batch norm."""
+  """Batch norm whose gain and bias depend on the class (de Vries et al. 2017): with embed_dim 0,
+  the class's own row of a gain and a bias table (SNGAN's conditional G); with embed_dim > 0,
+  1 + W_g e and W_b e of the class's shared embedding e (BigGAN). num_classes 0: plain BN."""
 
-  def __init__(self, features: int, num_classes: int, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, features: int, num_classes: int, embed_dim: int, init, *, dtype=None,
+               rngs: nnx.Rngs):
     conditional = num_classes > 0
     self.norm = nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, use_scale=not conditional,
                               use_bias=not conditional, dtype=dtype, rngs=rngs)
-    self.gain = nnx.data(nnx.Embed(num_classes, features, embedding_init=nnx.initializers.ones,
-                                   rngs=rngs) if conditional else None)
-    self.bias = nnx.data(nnx.Embed(num_classes, features, embedding_init=nnx.initializers.zeros,
-                                   rngs=rngs) if conditional else None)
+    self.embedded = conditional and embed_dim > 0
+    if self.embedded:  # Dense, so spectral norm in G wraps them, as BigGAN's SNLinear
+      linear = lambda: Dense(embed_dim, features, use_bias=False, dtype=dtype, kernel_init=init,
+                             rngs=rngs)
+      self.gain, self.bias = linear(), linear()
+    else:  # bare nnx.Embed: spectral norm leaves the class tables alone
+      table = lambda fill: nnx.Embed(num_classes, features, embedding_init=fill, rngs=rngs)
+      self.gain = nnx.data(table(nnx.initializers.ones) if conditional else None)
+      self.bias = nnx.data(table(nnx.initializers.zeros) if conditional else None)
 
-  def __call__(self, x, labels, *, train: bool):
+  def __call__(self, x, cond, *, train: bool):
+    """cond: the labels [B] (tables) or the shared embeddings [B, embed_dim]."""
     x = self.norm(x, use_running_average=not train)
     if self.gain is None:
       return x
-    gain, bias = self.gain(labels), self.bias(labels)
+    if self.embedded:
+      gain, bias = 1 + self.gain(cond, train=train), self.bias(cond, train=train)
+    else:
+      gain, bias = self.gain(cond), self.bias(cond)
     return x * gain[:, None, None, :].astype(x.dtype) + bias[:, None, None, :].astype(x.dtype)
 
 
 class GBlock(nnx.Module):
 
-  def __init__(self, cin: int, cout: int, num_classes: int, init, *, dtype, rngs: nnx.Rngs):
+  def __init__(self, cin: int, cout: int, num_classes: int, embed_dim: int, init, *, dtype,
+               rngs: nnx.Rngs):
     conv = lambda i, o, k: _conv(i, o, k, init, dtype, rngs)
-    self.bn1 = ConditionalBatchNorm(cin, num_classes, dtype=dtype, rngs=rngs)
+    norm = lambda c: ConditionalBatchNorm(c, num_classes, embed_dim, init, dtype=dtype, rngs=rngs)
+    self.bn1 = norm(cin)
     self.conv1 = conv(cin, cout, 3)
-    self.bn2 = ConditionalBatchNorm(cout, num_classes, dtype=dtype, rngs=rngs)
+    self.bn2 = norm(cout)
     self.conv2 = conv(cout, cout, 3)
     self.shortcut = conv(cin, cout, 1)
     self.up = UpSample(2)
 
-  def __call__(self, x, labels, *, train: bool):
-    h = self.up(jax.nn.relu(self.bn1(x, labels, train=train)))
+  def __call__(self, x, cond, *, train: bool):
+    h = self.up(jax.nn.relu(self.bn1(x, cond, train=train)))
     h = self.conv1(h, train=train)
-    h = self.conv2(jax.nn.relu(self.bn2(h, labels, train=train)), train=train)
+    h = self.conv2(jax.nn.relu(self.bn2(h, cond, train=train)), train=train)
     return h + self.up(self.shortcut(x, train=train))  # a 1x1 conv commutes with up-sampling
 
 
 class ResNetGenerator(nnx.Module):
   takes_labels = True  # gan.models.Generator passes the labels on (conditional batch norm)
 
-  def __init__(self, zin: int, shape, stages: int, width: int, num_classes: int, init, *, dtype,
-               rngs: nnx.Rngs):
+  def __init__(self, zin: int, shape, stages: int, width: int, num_classes: int, embed_dim: int,
+               init, *, dtype, rngs: nnx.Rngs):
     self.base = shape[0] // 2 ** stages
     self.width = width
     self.dense = Dense(zin, self.base * self.base * width, dtype=dtype, kernel_init=init, rngs=rngs)
-    self.blocks = nnx.List([GBlock(width, width, num_classes, init, dtype=dtype, rngs=rngs)
-                            for _ in range(stages)])
-    self.bn = ConditionalBatchNorm(width, 0, dtype=dtype, rngs=rngs)
+    # BigGAN's shared class embedding, N(0, 1) as torch's nn.Embedding; a bare nnx.Embed, so
+    # spectral norm leaves it alone, as BigGAN does.
+    self.shared = nnx.data(nnx.Embed(num_classes, embed_dim,
+                                     embedding_init=nnx.initializers.normal(1.0), rngs=rngs)
+                           if num_classes and embed_dim else None)
+    self.blocks = nnx.List([GBlock(width, width, num_classes, embed_dim, init, dtype=dtype,
+                                   rngs=rngs) for _ in range(stages)])
+    self.bn = ConditionalBatchNorm(width, 0, 0, init, dtype=dtype, rngs=rngs)
     self.out = Conv(width, shape[2], (3, 3), padding="SAME", activation="tanh", dtype=dtype,
                     kernel_init=init, rngs=rngs)
 
   def __call__(self, z, *, labels=None, train: bool = False, key=None):
     x = self.dense(z, train=train).reshape(z.shape[0], self.base, self.base, self.width)
+    cond = labels if self.shared is None else self.shared(labels)
     for block in self.blocks:
-      x = block(x, labels, train=train)
-    return self.out(jax.nn.relu(self.bn(x, labels, train=train)), train=train)
+      x = block(x, cond, train=train)
+    return self.out(jax.nn.relu(self.bn(x, None, train=train)), train=train)
 
 
 class DBlock(nnx.Module):
@@ -144,8 +164,8 @@ def stages_fit(shape, stages: int) -> bool:
 def bodies(m, shape, k, zin, dtype, rngs, stages: int, init, norm):
   """(G, D body, D's feature count) for config.model m; `norm(c)` lists D's norm layers."""
   conditional_g = m.conditioning != "none"
-  g = ResNetGenerator(zin, shape, stages, m.g_width, k if conditional_g else 0, init,
-                      dtype=dtype, rngs=rngs)
+  g = ResNetGenerator(zin, shape, stages, m.g_width, k if conditional_g else 0,
+                      m.g_shared_embedding, init, dtype=dtype, rngs=rngs)
   cin = shape[2] + (k if m.d_conditional else 0)
   d = ResNetDiscriminator(cin, stages, m.d_width, m.d_dropout, norm, init, dtype=dtype, rngs=rngs)
   return g, d, m.d_width

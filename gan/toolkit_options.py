@@ -22,6 +22,9 @@ OPTIONS: cfg.Options = {
                                "d, or g_and_d; one power iteration per training forward pass"),
     "model.d_projection": Option(False, cfg.FLAG, "projection discriminator (Miyato and Koyama 2018): "
                               "logit + <embed(y), features>"),
+    "model.g_shared_embedding": Option(
+        0, cfg.integer(0), "BigGAN's shared class embedding (Brock et al. 2019) in a conditional "
+        "resnet G: its size; each block's gain and bias are linear in it (0: a table per block)"),
     "augment.policy": Option("", POLICY, "DiffAugment (Zhao et al. 2020) on D's real and generated "
                           "inputs: '' or a subset of color,translation,cutout"),
     "loss.lecam_weight": Option(0.0, cfg.number(0.0), "LeCam regularization lambda (Tseng et al. "
@@ -40,3 +43,7 @@ def validate(config) -> None:
   if m.conditioning == "cbn" and m.arch != "resnet":
     raise cfg.ConfigError(f"config.model.conditioning='cbn' (conditional batch norm) needs "
                           f"config.model.arch='resnet', not {m.arch!r}.")
+  if m.g_shared_embedding and (m.arch != "resnet" or m.conditioning == "none"):
+    raise cfg.ConfigError("config.model.g_shared_embedding needs a conditional ResNet generator "
+                          "(config.model.arch='resnet' and config.model.conditioning, e.g. 'cbn'); "
+                          "set it to 0 otherwise.")

@@ -54,7 +54,7 @@ def test_resnet_blocks_compute_the_papers_shortcuts():
   stay the paper's: G's shortcut up-samples then convolves, D's (past the first block) convolves
   then pools."""
   init = nnx.initializers.glorot_uniform()
-  g = resnet.GBlock(4, 6, 0, init, dtype=None, rngs=nnx.Rngs(0))
+  g = resnet.GBlock(4, 6, 0, 0, init, dtype=None, rngs=nnx.Rngs(0))
   d = resnet.DBlock(6, 5, True, False, lambda c: [], init, dtype=None, rngs=nnx.Rngs(1))
   x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 4))
   up = g.up  # nearest up-sampling, the project's layer
@@ -64,6 +64,25 @@ def test_resnet_blocks_compute_the_papers_shortcuts():
   y = jax.random.normal(jax.random.PRNGKey(3), (2, 8, 8, 6))
   h = resnet.avg_pool(d.conv2(jax.nn.relu(d.conv1(jax.nn.relu(y)))))
   np.testing.assert_allclose(d(y, train=False), h + resnet.avg_pool(d.shortcut(y)), atol=1e-5)
+
+
+def test_shared_embedding_conditions_every_block_through_one_class_table():
+  """BigGAN's conditional batch norm: BN(x) * (1 + e W_g) + e W_b for the class's shared
+  embedding e; G holds one class table, not one per block."""
+  init = nnx.initializers.normal(0.5)
+  cbn = resnet.ConditionalBatchNorm(4, 10, 6, init, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 5, 4)) * 2 + 1
+  e = jax.random.normal(jax.random.PRNGKey(2), (3, 6))
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  w_g, w_b = cbn.gain.linear.kernel[...], cbn.bias.linear.kernel[...]
+  expected = ((x - mean) / np.sqrt(var + 1e-5) * (1 + e @ w_g)[:, None, None]
+              + (e @ w_b)[:, None, None])
+  np.testing.assert_allclose(cbn(x, e, train=True), expected, rtol=1e-4, atol=1e-4)
+  config = load_config("cgan_pd", **{"model.g_shared_embedding": 8})
+  info = datasets.DatasetInfo("toy", "1", (28, 28, 1), 10, tuple("abcdefghij"))
+  players, _, _ = players_lib.build(config, info, 1)
+  tables = [p.shape for p in jax.tree.leaves(players.params["g"]) if p.shape[:1] == (10,)]
+  assert tables == [(10, 8)]
 
 
 def test_hinge_projection_and_lecam_against_their_formulas():
@@ -141,15 +160,19 @@ def test_toolkit_options_refuse_bad_values_and_combinations():
     gan_options.validate(load_config("sngan", **{"model.d_projection": True}))
   with pytest.raises(cfg.ConfigError, match="needs config.model.arch='resnet'"):
     gan_options.validate(load_config("cgan_pd", **{"model.arch": "dcgan"}))
+  with pytest.raises(cfg.ConfigError, match="g_shared_embedding needs a conditional ResNet"):
+    gan_options.validate(load_config("sngan", **{"model.g_shared_embedding": 8}))
   info = datasets.DatasetInfo("odd", "1", (30, 30, 3), 10, tuple("abcdefghij"))
   with pytest.raises(cfg.ConfigError, match="'resnet' has no layout for \\(30, 30, 3\\)"):
     players_lib.build(load_config("sngan"), info, 1)  # 30 -> 15: one up-sampling stage
 
 
-@pytest.mark.parametrize("arch", ["mlp", "dcgan", "keras_acgan", "resnet"])
-def test_spectral_norm_wraps_every_kernel_of_every_arch(arch):
+@pytest.mark.parametrize("arch,shared", [("mlp", 0), ("dcgan", 0), ("keras_acgan", 0),
+                                         ("resnet", 0), ("resnet", 8)])
+def test_spectral_norm_wraps_every_kernel_of_every_arch(arch, shared):
   config = load_config("cgan_pd", **{"model.arch": arch, "model.spectral_norm": "g_and_d",
-                                     "model.conditioning": "concat"})
+                                     "model.conditioning": "concat",
+                                     "model.g_shared_embedding": shared})
   info = datasets.DatasetInfo("toy", "1", (28, 28, 1), 10, tuple("abcdefghij"))
   players, _, _ = players_lib.build(config, info, 1)  # G runs once here, under eval_shape
   for player in ("g", "d"):
@@ -161,10 +184,11 @@ def test_spectral_norm_wraps_every_kernel_of_every_arch(arch):
     assert len(vectors) == len(kernels) - gains > 0, (player, len(vectors), len(kernels))
 
 
-# Every switch at once: ResNet, conditional batch norm, spectral norm in G and D, hinge loss,
-# projection with an auxiliary head, DiffAugment's whole policy and LeCam.
-EVERYTHING = {"model.spectral_norm": "g_and_d", "augment.policy": POLICY,
-              "loss.lecam_weight": 0.1, "model.aux_classifier": True,
+# Every switch at once: ResNet, conditional batch norm from a shared class embedding, spectral
+# norm in G and D, hinge loss, projection with an auxiliary head, DiffAugment's whole policy and
+# LeCam.
+EVERYTHING = {"model.spectral_norm": "g_and_d", "model.g_shared_embedding": 8,
+              "augment.policy": POLICY, "loss.lecam_weight": 0.1, "model.aux_classifier": True,
               "loss.aux_weight_real": 1.0, "loss.aux_weight_g": 1.0, "g_ema_decay": 0.9}
 EXAMPLES = 64
 

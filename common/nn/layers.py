@@ -48,9 +48,10 @@ class Dense(Layer):
   keras_name = "Dense"
 
   def __init__(self, in_features: int, features: int, activation: str | None = None, *,
-               dtype=None, kernel_init=nnx.initializers.glorot_uniform(), rngs: nnx.Rngs):
-    self.linear = nnx.Linear(in_features, features, dtype=dtype, kernel_init=kernel_init,
-                             rngs=rngs)
+               use_bias: bool = True, dtype=None,
+               kernel_init=nnx.initializers.glorot_uniform(), rngs: nnx.Rngs):
+    self.linear = nnx.Linear(in_features, features, use_bias=use_bias, dtype=dtype,
+                             kernel_init=kernel_init, rngs=rngs)
     self.activation = ACTIVATIONS[activation]
 
   def __call__(self, x, *, train=False, key=None):
